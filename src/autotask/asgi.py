@@ -1,0 +1,60 @@
+"""``with_worker(app)``: an ASGI wrapper whose lifespan starts and stops this process's runtime.
+
+Every other scope (http, websocket) goes straight to the wrapped app. If the wrapped app handles
+lifespan too (Starlette, Django >= 5.x does not), it still sees the events after ours.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from . import db, runtime
+
+logger = logging.getLogger("autotask")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def with_worker(app: ASGIApp, *, shutdown_timeout: float | None = None) -> ASGIApp:
+    """Wrap ``app`` so that lifespan startup starts the worker and shutdown stops it.
+
+    ``shutdown_timeout`` (default ``AUTOTASK_SHUTDOWN_TIMEOUT``) is how long running tasks get
+    to finish before they are put back to waiting.
+    """
+
+    async def application(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await app(scope, receive, send)
+            return
+        await _lifespan(receive, send, shutdown_timeout)
+
+    return application
+
+
+async def _lifespan(receive: Receive, send: Send, shutdown_timeout: float | None) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            try:
+                await runtime.astart()
+            except Exception as exc:
+                logger.exception("autotask: runtime failed to start")
+                await send({"type": "lifespan.startup.failed", "message": f"autotask: {exc}"})
+                return
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            try:
+                await runtime.astop(shutdown_timeout)
+                await db.close_async_pool()
+            except Exception as exc:
+                logger.exception("autotask: runtime failed to stop cleanly")
+                await send({"type": "lifespan.shutdown.failed", "message": f"autotask: {exc}"})
+                return
+            await send({"type": "lifespan.shutdown.complete"})
+            return

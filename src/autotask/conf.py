@@ -1,0 +1,79 @@
+"""Settings, read from Django's settings when needed and never at import.
+
+Reading late matters: the test runner swaps databases and tests override settings, and the
+runtime must see what is in force when it starts, not what was there when a module was imported.
+Names that come from the seed API keep their spelling (``INTERVALL``) so old settings files work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings as django_settings
+from django.core.exceptions import ImproperlyConfigured
+
+DEFAULTS: dict[str, object] = {
+    "AUTOTASK_DATABASE": "default",
+    "AUTOTASK_WORKERS": 1,
+    "AUTOTASK_QUEUES": None,
+    "AUTOTASK_HANDLE_TASK_IDLE_TIME": 10.0,
+    "AUTOTASK_RETRY_DELAY": 2.0,
+    "AUTOTASK_WORKER_MONITOR_INTERVALL": 5.0,
+    "AUTOTASK_SHUTDOWN_TIMEOUT": 10.0,
+    "AUTOTASK_POOL_SIZE": 4,
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    database: str
+    workers: int
+    queues: tuple[str, ...] | None
+    idle_time: float
+    retry_delay: float
+    heartbeat_interval: float
+    shutdown_timeout: float
+    pool_size: int
+
+
+def _value(name: str) -> object:
+    return getattr(django_settings, name, DEFAULTS[name])
+
+
+def _positive_number(name: str, *, integer: bool = False) -> float:
+    value = _value(name)
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0:
+        kind = "a positive integer" if integer else "a positive number (seconds)"
+        raise ImproperlyConfigured(f"{name} must be {kind}, not {value!r}.")
+    return value
+
+
+def _queues() -> tuple[str, ...] | None:
+    value = _value("AUTOTASK_QUEUES")
+    if value is None:
+        return None
+    if isinstance(value, str) or not all(isinstance(q, str) and q for q in value):  # type: ignore[attr-defined]
+        raise ImproperlyConfigured(
+            f"AUTOTASK_QUEUES must be None (every queue) or a list of queue names, not {value!r}."
+        )
+    return tuple(value)  # type: ignore[call-overload,no-any-return]
+
+
+def get() -> Settings:
+    """The settings in force now; raises ImproperlyConfigured naming the bad one."""
+    database = _value("AUTOTASK_DATABASE")
+    if not isinstance(database, str) or database not in django_settings.DATABASES:
+        raise ImproperlyConfigured(
+            f"AUTOTASK_DATABASE must name an entry of DATABASES, not {database!r}."
+        )
+    return Settings(
+        database=database,
+        workers=int(_positive_number("AUTOTASK_WORKERS", integer=True)),
+        queues=_queues(),
+        idle_time=float(_positive_number("AUTOTASK_HANDLE_TASK_IDLE_TIME")),
+        retry_delay=float(_positive_number("AUTOTASK_RETRY_DELAY")),
+        heartbeat_interval=float(_positive_number("AUTOTASK_WORKER_MONITOR_INTERVALL")),
+        shutdown_timeout=float(_positive_number("AUTOTASK_SHUTDOWN_TIMEOUT")),
+        pool_size=int(_positive_number("AUTOTASK_POOL_SIZE", integer=True)),
+    )

@@ -1,0 +1,103 @@
+"""The process's one LISTEN connection, shared by the worker (wake-ups) and every handle (status).
+
+A notification is a hint, never the truth: whoever is told something re-reads the table, and on
+every (re)connect everyone is told "something may have changed" with ``None``, since
+notifications sent while the connection was down are gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+
+import psycopg
+
+from . import db, sql
+from .task import Status
+
+logger = logging.getLogger("autotask")
+
+WakeCallback = Callable[[str | None], None]
+StatusCallback = Callable[[Status | None], None]
+
+
+class Listener:
+    """Runs on the runtime's loop; ``watch`` may be called from any thread."""
+
+    def __init__(self) -> None:
+        self._wake_callbacks: list[WakeCallback] = []
+        self._watchers: dict[int, list[StatusCallback]] = {}
+        self._lock = threading.Lock()
+        self.connected = False
+
+    def on_wake(self, callback: WakeCallback) -> Callable[[], None]:
+        """Call ``callback(queue)`` when a run becomes waiting in ``queue`` (None: unknown)."""
+        self._wake_callbacks.append(callback)
+        return lambda: self._wake_callbacks.remove(callback)
+
+    def watch(self, run_id: int, callback: StatusCallback) -> Callable[[], None]:
+        """Call ``callback(status)`` on each status change of a run; returns the unsubscriber."""
+        with self._lock:
+            self._watchers.setdefault(run_id, []).append(callback)
+
+        def unwatch() -> None:
+            with self._lock:
+                callbacks = self._watchers.get(run_id, [])
+                if callback in callbacks:
+                    callbacks.remove(callback)
+                if not callbacks:
+                    self._watchers.pop(run_id, None)
+
+        return unwatch
+
+    async def run(self) -> None:
+        """Stay connected and listening until cancelled, reconnecting with backoff."""
+        backoff = 0.5
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(**db.listener_kwargs())
+                async with conn:
+                    for channel in (sql.WAKE_CHANNEL, sql.STATUS_CHANNEL):
+                        await conn.execute(sql.LISTEN.format(channel=channel))
+                    self.connected = True
+                    backoff = 0.5
+                    self._tell_everyone()
+                    async for notify in conn.notifies():
+                        self._dispatch(notify.channel, notify.payload)
+            except psycopg.Error as exc:
+                logger.warning("autotask: LISTEN connection failed (%s); retry in %.1fs", exc, backoff)
+            finally:
+                self.connected = False
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 10.0)
+
+    def _tell_everyone(self) -> None:
+        for wake in list(self._wake_callbacks):
+            wake(None)
+        with self._lock:
+            callbacks = [cb for cbs in self._watchers.values() for cb in cbs]
+        for callback in callbacks:
+            callback(None)
+
+    def _dispatch(self, channel: str, payload: str) -> None:
+        if channel == sql.WAKE_CHANNEL:
+            for wake in list(self._wake_callbacks):
+                wake(payload)
+            return
+        for item in payload.split(","):
+            try:
+                run_id, status = _parse_status(item)
+            except ValueError:
+                logger.warning("autotask: ignoring malformed status notification %r", item)
+                continue
+            with self._lock:
+                callbacks = list(self._watchers.get(run_id, ()))
+            for callback in callbacks:
+                callback(status)
+
+
+def _parse_status(item: str) -> tuple[int, Status]:
+    run_id, _, status = item.partition(":")
+    return int(run_id), Status(status)

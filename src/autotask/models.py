@@ -1,0 +1,100 @@
+"""The tables: one row per enqueued call of a task (a *run*) and one per live runtime.
+
+The models exist for migrations and the admin; the runtime itself reads and writes these
+tables through ``sql.py`` with its own psycopg connections.
+"""
+
+from __future__ import annotations
+
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+from django.db.models.functions import Now
+
+from .task import Status
+
+
+class TaskRun(models.Model):
+    id = models.BigAutoField(primary_key=True)
+    name = models.CharField(max_length=255, help_text="Registered name of the task.")
+    queue = models.CharField(max_length=100, default="default", db_default="default")
+    args = models.JSONField(default=list, db_default=[])
+    kwargs = models.JSONField(default=dict, db_default={})
+    status = models.CharField(
+        max_length=16, choices=Status.choices(), default="waiting", db_default="waiting"
+    )
+    priority = models.SmallIntegerField(
+        default=0, db_default=0, help_text="-100..100; higher runs first."
+    )
+    run_at = models.DateTimeField(db_default=Now(), help_text="Not before this time.")
+    attempts = models.IntegerField(default=0, db_default=0)
+    max_attempts = models.IntegerField(default=1, db_default=1)
+    enqueued_at = models.DateTimeField(db_default=Now())
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="Finished runs may be pruned after this time."
+    )
+    worker_id = models.UUIDField(null=True, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    error = models.JSONField(null=True, blank=True)
+    unique_key = models.CharField(max_length=255, null=True, blank=True)
+    schedule_key = models.CharField(max_length=255, null=True, blank=True, unique=True)
+
+    class Meta:
+        db_table = "autotask_task"
+        verbose_name = "task run"
+        indexes = [
+            # Claiming within named queues, and claiming from every queue.
+            models.Index(
+                "queue",
+                models.F("priority").desc(),
+                "run_at",
+                "id",
+                name="autotask_task_claim_queue",
+                condition=models.Q(status="waiting"),
+            ),
+            models.Index(
+                models.F("priority").desc(),
+                "run_at",
+                "id",
+                name="autotask_task_claim_any",
+                condition=models.Q(status="waiting"),
+            ),
+            models.Index(
+                "worker_id", name="autotask_task_running", condition=models.Q(status="running")
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(priority__gte=-100, priority__lte=100),
+                name="autotask_task_priority_range",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status__in=[str(s) for s in Status]),
+                name="autotask_task_status_valid",
+            ),
+            models.UniqueConstraint(
+                "unique_key",
+                name="autotask_task_unique_pending",
+                condition=models.Q(status__in=["waiting", "running"]),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} #{self.id} ({self.status})"
+
+
+class Worker(models.Model):
+    id = models.UUIDField(primary_key=True)
+    host = models.CharField(max_length=255)
+    pid = models.IntegerField()
+    queues = ArrayField(models.CharField(max_length=100), null=True, blank=True)
+    concurrency = models.IntegerField()
+    started_at = models.DateTimeField(db_default=Now())
+    heartbeat_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        db_table = "autotask_worker"
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.pid}"

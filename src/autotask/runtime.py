@@ -1,0 +1,165 @@
+"""The per-process runtime: one event-loop thread holding the listener and, when started, the worker.
+
+The loop never touches Django's ORM (Django forbids sync database calls inside a running loop, and
+its connections are per thread); it talks to PostgreSQL through psycopg only. The loop starts
+lazily: a handle waiting on a run needs the listener even in a process that runs no worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import threading
+from collections.abc import Coroutine, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, TypeVar
+
+from . import conf, db
+from .listener import Listener, StatusCallback
+from .worker import Worker
+
+logger = logging.getLogger("autotask")
+T = TypeVar("T")
+
+
+class Runtime:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._listener = Listener()
+        self._listening: asyncio.Task[None] | None = None
+        self._worker: Worker | None = None
+
+    @property
+    def worker(self) -> Worker | None:
+        return self._worker
+
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                ready = threading.Event()
+                self._thread = threading.Thread(
+                    target=self._run_loop, args=(loop, ready), name="autotask-runtime", daemon=True
+                )
+                self._thread.start()
+                ready.wait()
+                self._loop = loop
+            return self._loop
+
+    def _run_loop(self, loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
+        asyncio.set_event_loop(loop)
+        self._listening = loop.create_task(self._listener.run(), name="autotask listener")
+        loop.call_soon(ready.set)
+        loop.run_forever()
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Run a coroutine on the runtime's loop from any other thread."""
+        loop = self._ensure_loop()
+        if _running_loop() is loop:
+            coro.close()
+            raise RuntimeError("submit() was called from the runtime's own loop")
+        return asyncio.run_coroutine_threadsafe(coro, loop)
+
+    @contextmanager
+    def watch(self, run_id: int, callback: StatusCallback) -> Iterator[None]:
+        self._ensure_loop()
+        unwatch = self._listener.watch(run_id, callback)
+        try:
+            yield
+        finally:
+            unwatch()
+
+    async def _start_worker(self) -> None:
+        if self._worker is not None:
+            return
+        worker = Worker(self._listener, conf.get())
+        await worker.start()
+        self._worker = worker
+
+    async def _stop(self, timeout: float | None) -> None:
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            await worker.stop(conf.get().shutdown_timeout if timeout is None else timeout)
+        if self._listening is not None:
+            self._listening.cancel()
+            await asyncio.gather(self._listening, return_exceptions=True)
+        await db.close_async_pool()
+
+    def start(self) -> None:
+        """Start the worker in this process (idempotent); returns once it is registered."""
+        self.submit(self._start_worker()).result()
+
+    async def astart(self) -> None:
+        await asyncio.wrap_future(self.submit(self._start_worker()))
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop the worker gracefully (see ``Worker.stop``), then the listener and the loop."""
+        if self._loop is None:
+            return
+        self.submit(self._stop(timeout)).result()
+        self._halt_loop()
+
+    async def astop(self, timeout: float | None = None) -> None:
+        if self._loop is None:
+            return
+        await asyncio.wrap_future(self.submit(self._stop(timeout)))
+        await asyncio.to_thread(self._halt_loop)
+
+    def _halt_loop(self) -> None:
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            self._loop = self._thread = self._listening = None
+            self._listener = Listener()
+        if loop is None or thread is None:
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+_runtime = Runtime()
+
+
+def _reset_after_fork() -> None:
+    """A forked child has no runtime thread: forget the parent's so the child starts its own."""
+    global _runtime
+    _runtime = Runtime()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def get() -> Runtime:
+    return _runtime
+
+
+def start() -> None:
+    _runtime.start()
+
+
+async def astart() -> None:
+    await _runtime.astart()
+
+
+def stop(timeout: float | None = None) -> None:
+    _runtime.stop(timeout)
+
+
+async def astop(timeout: float | None = None) -> None:
+    await _runtime.astop(timeout)
+
+
+def watch(run_id: int, callback: StatusCallback) -> AbstractContextManager[None]:
+    return _runtime.watch(run_id, callback)
+

@@ -1,0 +1,81 @@
+"""Arguments and results travel as JSON, and only values that survive the round trip are let in.
+
+Checking at enqueue time turns a late, confusing failure in a worker (a model instance that
+arrives as a string, a tuple that arrives as a list) into an immediate error naming the argument.
+No pickle anywhere: a row can only ever describe data, never code.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+_HINTS: dict[str, str] = {
+    "datetime": "pass value.isoformat() and parse it in the task",
+    "date": "pass value.isoformat() and parse it in the task",
+    "time": "pass value.isoformat() and parse it in the task",
+    "timedelta": "pass value.total_seconds()",
+    "Decimal": "pass str(value)",
+    "UUID": "pass str(value)",
+    "set": "pass a sorted list",
+    "frozenset": "pass a sorted list",
+    "tuple": "pass a list (JSON has no tuples)",
+    "bytes": "pass a base64 or hex string",
+}
+
+
+def _hint(value: Any) -> str:
+    if hasattr(value, "_meta") and hasattr(value, "pk"):
+        return "pass its primary key (obj.pk) and load it in the task"
+    return _HINTS.get(type(value).__name__, "pass plain JSON: str, int, float, bool, None, list, dict")
+
+
+def _find_problem(value: Any, path: str) -> tuple[str, Any] | None:
+    """The path and value of the first part of ``value`` that JSON would not give back as is."""
+    if value is None or isinstance(value, bool | int | str):
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else (path, value)
+    if type(value) is list:
+        for index, item in enumerate(value):
+            problem = _find_problem(item, f"{path}[{index}]")
+            if problem:
+                return problem
+        return None
+    if type(value) is dict:
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return (f"{path} key {key!r}", key)
+            problem = _find_problem(item, f"{path}[{key!r}]")
+            if problem:
+                return problem
+        return None
+    return (path, value)
+
+
+def _check(value: Any, path: str, what: str) -> None:
+    problem = _find_problem(value, path)
+    if problem is None:
+        return
+    where, bad = problem
+    raise TypeError(
+        f"{what} {where} ({bad!r:.60}) is of type {type(bad).__name__}, which does not survive a JSON "
+        f"round trip: {_hint(bad)}."
+    )
+
+
+def dump_call(task_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> tuple[str, str]:
+    """JSON text for a call's arguments; TypeError naming the first argument that is not JSON."""
+    for index, arg in enumerate(args):
+        _check(arg, f"argument {index}", f"{task_name}():")
+    for name, arg in kwargs.items():
+        _check(arg, f"argument {name!r}", f"{task_name}():")
+    return json.dumps(list(args)), json.dumps(dict(kwargs))
+
+
+def dump_result(task_name: str, value: Any) -> str:
+    """JSON text for a task's return value; TypeError when it is not JSON."""
+    _check(value, "return value", f"{task_name}():")
+    return json.dumps(value)

@@ -1,0 +1,213 @@
+"""The ``@task`` decorator and the Task object it returns.
+
+A Task is a frozen dataclass in the manner of ``django.tasks.Task``: options are fields,
+``using()`` returns a changed copy, and the enqueueing methods come in a sync and an async form
+on the same object (calling it, and ``await task.defer()``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import inspect
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+
+from django.db import connections
+from django.utils import timezone
+
+from . import conf, db, registry, serialize, sql
+from .task import AsyncTaskHandle, TaskHandle
+
+if TYPE_CHECKING:
+    pass
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+DEFAULT_QUEUE = "default"
+MIN_PRIORITY, MAX_PRIORITY = -100, 100
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Task(Generic[P, R]):
+    """A function registered to run in the background; call it to enqueue a run."""
+
+    func: Callable[P, R]
+    name: str
+    queue: str = DEFAULT_QUEUE
+    priority: int = 0
+    retries: int = 0
+    ttl: float = 300
+    delay: float = 0
+    run_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        _check_options(self)
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.func)
+
+    def using(
+        self,
+        *,
+        delay: float | timedelta | None = None,
+        run_at: datetime | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+    ) -> Task[P, R]:
+        """A copy with per-call options; enqueue it the same way (call it, or ``defer``)."""
+        changes: dict[str, Any] = {}
+        if delay is not None and run_at is not None:
+            raise ValueError("Give either delay or run_at, not both.")
+        if delay is not None:
+            changes.update(delay=_seconds(delay, "delay"), run_at=None)
+        if run_at is not None:
+            changes.update(run_at=run_at, delay=0)
+        if priority is not None:
+            changes["priority"] = priority
+        if queue is not None:
+            changes["queue"] = queue
+        return dataclasses.replace(self, **changes)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
+        """Enqueue a run through Django's connection (joining any open transaction)."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise RuntimeError(
+                f"{self.name}() was called inside a running event loop, where it would block. "
+                f"Use `await {self.func.__name__}.defer(...)` in async code."
+            )
+        params = self._insert_params(args, kwargs)
+        with connections[conf.get().database].cursor() as cursor:
+            cursor.execute(sql.INSERT_RUN, params)
+            return TaskHandle(cursor.fetchone())
+
+    async def defer(self, *args: P.args, **kwargs: P.kwargs) -> AsyncTaskHandle:
+        """Enqueue a run without blocking the event loop (psycopg async pool, own commit)."""
+        params = self._insert_params(args, kwargs)
+        pool = await db.async_pool()
+        async with pool.connection() as conn:
+            cursor = await conn.execute(sql.INSERT_RUN, params)
+            row = await cursor.fetchone()
+        assert row is not None
+        return AsyncTaskHandle(row)
+
+    def call(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run the function itself, now, in this process (for an async task: its coroutine)."""
+        return self.func(*args, **kwargs)
+
+    def _insert_params(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
+        _check_signature(self, args, kwargs)
+        args_json, kwargs_json = serialize.dump_call(self.name, args, kwargs)
+        return [
+            self.name,
+            self.queue,
+            args_json,
+            kwargs_json,
+            self.priority,
+            self.retries + 1,
+            self.run_at,
+            self.delay,
+        ]
+
+
+def _seconds(value: float | timedelta, field: str) -> float:
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ValueError(f"{field} must be a number of seconds >= 0 or a timedelta, not {value!r}.")
+    return float(value)
+
+
+def _check_options(task: Task[..., Any]) -> None:
+    if not isinstance(task.queue, str) or not task.queue or len(task.queue) > 100:
+        raise ValueError(f"queue must be a non-empty name of at most 100 characters, not {task.queue!r}.")
+    if (
+        isinstance(task.priority, bool)
+        or not isinstance(task.priority, int)
+        or not MIN_PRIORITY <= task.priority <= MAX_PRIORITY
+    ):
+        raise ValueError(
+            f"priority must be an integer from {MIN_PRIORITY} to {MAX_PRIORITY} "
+            f"(higher runs first), not {task.priority!r}."
+        )
+    if isinstance(task.retries, bool) or not isinstance(task.retries, int) or task.retries < 0:
+        raise ValueError(f"retries must be an integer >= 0, not {task.retries!r}.")
+    _seconds(task.ttl, "ttl")
+    _seconds(task.delay, "delay")
+    if task.run_at is not None:
+        if not isinstance(task.run_at, datetime):
+            raise ValueError(f"run_at must be a datetime, not {task.run_at!r}.")
+        if timezone.is_naive(task.run_at):
+            raise ValueError(
+                f"run_at must be timezone-aware ({task.run_at!r} is naive): "
+                "use django.utils.timezone.make_aware() or a datetime with tzinfo."
+            )
+
+
+def _check_signature(task: Task[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Fail at enqueue, not in the worker, when the call could never bind to the function."""
+    try:
+        inspect.signature(task.func).bind(*args, **kwargs)
+    except TypeError as exc:
+        raise TypeError(f"{task.name}(): {exc}") from None
+
+
+def _name_of(func: Callable[..., Any]) -> str:
+    return f"{func.__module__}.{func.__qualname__}"
+
+
+@overload
+def task(func: Callable[P, R], /) -> Task[P, R]: ...
+
+
+@overload
+def task(
+    *,
+    name: str | None = None,
+    queue: str = DEFAULT_QUEUE,
+    priority: int = 0,
+    retries: int = 0,
+    ttl: float = 300,
+) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+
+
+def task(
+    func: Callable[P, R] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    queue: str = DEFAULT_QUEUE,
+    priority: int = 0,
+    retries: int = 0,
+    ttl: float = 300,
+) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
+    """Register a function (``def`` or ``async def``) as a task.
+
+    Usable bare (``@task``) or with options (``@task(queue="mail", retries=3)``). The task's name
+    is the function's dotted path unless ``name`` is given; it is how rows refer to it.
+    """
+
+    def decorate(f: Callable[P, R]) -> Task[P, R]:
+        if not callable(f) or isinstance(f, Task):
+            raise TypeError(f"@task decorates a function, not {f!r}.")
+        new = Task(
+            func=f,
+            name=name or _name_of(f),
+            queue=queue,
+            priority=priority,
+            retries=retries,
+            ttl=ttl,
+        )
+        registry.register(new)
+        return new
+
+    if func is not None:
+        return decorate(func)
+    return decorate

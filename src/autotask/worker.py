@@ -1,0 +1,278 @@
+"""The worker: wake -> claim -> run -> finish, on the runtime's event loop.
+
+It only orchestrates: SQL comes from ``sql.py``, connections from ``db.py``, wake-ups from the
+shared ``Listener``. ``async def`` tasks run as asyncio tasks on this loop; plain functions run
+in daemon threads, so that a task stuck past the shutdown timeout cannot keep the process alive
+(its run has been put back to waiting by then and will run again elsewhere).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import logging
+import os
+import queue
+import socket
+import threading
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from django.db import close_old_connections
+
+from . import conf, db, registry, serialize, sql
+from .listener import Listener
+from .tasks import Task
+
+logger = logging.getLogger("autotask")
+
+# Pause after a database error in the claim loop, so an outage is not a busy loop.
+_ERROR_PAUSE = 1.0
+# Wait when something is due but locked by another transaction: it is about to change hands.
+_LOCKED_PAUSE = 0.05
+_FINISH_ATTEMPTS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class _Claimed:
+    id: int
+    name: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    attempts: int
+    max_attempts: int
+
+
+class _DaemonThreadPool(concurrent.futures.Executor):
+    """A fixed set of daemon threads; ``ThreadPoolExecutor`` threads are joined at exit."""
+
+    def __init__(self, size: int) -> None:
+        self._jobs: queue.SimpleQueue[tuple[concurrent.futures.Future[Any], Callable[[], Any]] | None]
+        self._jobs = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._work, name=f"autotask-sync-{n}", daemon=True)
+            for n in range(size)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._jobs.put((future, lambda: fn(*args, **kwargs)))
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        for _ in self._threads:
+            self._jobs.put(None)
+        if wait:
+            for thread in self._threads:
+                thread.join()
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            future, call = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(call())
+            except BaseException as exc:
+                future.set_exception(exc)
+
+
+def _call_sync(task: Task[..., Any], args: list[Any], kwargs: dict[str, Any]) -> Any:
+    """Run a plain task in a worker thread, as Django runs a request: fresh connections around it."""
+    close_old_connections()
+    try:
+        return task.func(*args, **kwargs)
+    finally:
+        close_old_connections()
+
+
+def _error_json(exc: BaseException) -> str:
+    cls = type(exc)
+    return json.dumps(
+        {
+            "type": f"{cls.__module__}.{cls.__qualname__}",
+            "message": str(exc),
+            "traceback": "".join(traceback.format_exception(exc)),
+        }
+    )
+
+
+class TaskNotRegistered(LookupError):
+    """A row names a task this process does not know; nothing is imported to find it."""
+
+
+class Worker:
+    """Claims and runs due runs while started; one per runtime."""
+
+    def __init__(self, listener: Listener, settings: conf.Settings) -> None:
+        self.id = uuid.uuid4()
+        self._listener = listener
+        self._settings = settings
+        self._queues = list(settings.queues) if settings.queues is not None else None
+        self._slots = settings.workers
+        self._running: dict[int, asyncio.Task[None]] = {}
+        self._wake = asyncio.Event()
+        self._slot_freed = asyncio.Event()
+        self._stopping = False
+        self._threads = _DaemonThreadPool(settings.workers)
+        self._background: list[asyncio.Task[None]] = []
+        self._unsubscribe: Callable[[], None] | None = None
+
+    async def start(self) -> None:
+        await self._execute(
+            sql.INSERT_WORKER,
+            [self.id, socket.gethostname(), os.getpid(), self._queues, self._slots],
+        )
+        self._unsubscribe = self._listener.on_wake(self._on_wake)
+        self._background = [
+            asyncio.create_task(self._serve(), name="autotask serve"),
+            asyncio.create_task(self._beat(), name="autotask heartbeat"),
+        ]
+        logger.info("autotask: worker %s serving %s", self.id, self._queues or "every queue")
+
+    async def stop(self, timeout: float) -> None:
+        """Stop claiming, let running tasks finish for ``timeout`` seconds, requeue the rest."""
+        self._stopping = True
+        self._wake.set()
+        self._slot_freed.set()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        if self._running:
+            await asyncio.wait(list(self._running.values()), timeout=timeout)
+        unfinished = list(self._running)
+        for run_task in self._running.values():
+            run_task.cancel()
+        for background in self._background:
+            background.cancel()
+        await asyncio.gather(*self._running.values(), *self._background, return_exceptions=True)
+        if unfinished:
+            await self._execute(sql.SET_WAITING_IF_RUNNING, [unfinished, self.id])
+            logger.warning("autotask: put runs %s back to waiting at shutdown", unfinished)
+        await self._execute(sql.DELETE_WORKER, [self.id])
+        self._threads.shutdown(wait=False)
+
+    def _on_wake(self, queue_name: str | None) -> None:
+        if queue_name is None or self._queues is None or queue_name in self._queues:
+            self._wake.set()
+
+    async def _serve(self) -> None:
+        while not self._stopping:
+            free = self._slots - len(self._running)
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            self._wake.clear()
+            try:
+                claimed = await self._claim(free)
+                for row in claimed:
+                    self._start(row)
+                if len(claimed) == free:
+                    continue
+                pause = await self._seconds_until_due()
+            except psycopg.Error as exc:
+                logger.warning("autotask: claim failed (%s); retrying", exc)
+                pause = _ERROR_PAUSE
+            try:
+                await asyncio.wait_for(self._wake.wait(), pause)
+            except TimeoutError:
+                pass
+
+    async def _claim(self, limit: int) -> list[_Claimed]:
+        params: dict[str, Any] = {"limit": limit, "worker_id": self.id, "queues": self._queues}
+        statement = sql.CLAIM_RUNS_ANY_QUEUE if self._queues is None else sql.CLAIM_RUNS_IN_QUEUES
+        pool = await db.async_pool()
+        async with pool.connection() as conn:
+            cursor = await conn.execute(statement, params)
+            return [_Claimed(*row) for row in await cursor.fetchall()]
+
+    async def _seconds_until_due(self) -> float:
+        """The fallback poll, cut short by the earliest waiting run's ``run_at``."""
+        if self._queues is None:
+            statement, params = sql.SECONDS_UNTIL_DUE_ANY_QUEUE, []
+        else:
+            statement, params = sql.SECONDS_UNTIL_DUE_IN_QUEUES, [self._queues]
+        pool = await db.async_pool()
+        async with pool.connection() as conn:
+            cursor = await conn.execute(statement, params)
+            row = await cursor.fetchone()
+        seconds = None if row is None or row[0] is None else float(row[0])
+        if seconds is None:
+            return self._settings.idle_time
+        if seconds <= 0:
+            return _LOCKED_PAUSE
+        return min(seconds, self._settings.idle_time)
+
+    def _start(self, run: _Claimed) -> None:
+        run_task = asyncio.create_task(self._run(run), name=f"autotask run {run.id}")
+        self._running[run.id] = run_task
+
+        def release(_: asyncio.Task[None]) -> None:
+            self._running.pop(run.id, None)
+            self._slot_freed.set()
+
+        run_task.add_done_callback(release)
+
+    async def _run(self, run: _Claimed) -> None:
+        task = registry.get(run.name)
+        try:
+            if task is None:
+                raise TaskNotRegistered(
+                    f"No task named {run.name!r} is registered in this process; "
+                    "is its module imported (an app's tasks.py is found automatically)?"
+                )
+            if task.is_async:
+                value = await task.func(*run.args, **run.kwargs)
+            else:
+                loop = asyncio.get_running_loop()
+                value = await loop.run_in_executor(self._threads, _call_sync, task, run.args, run.kwargs)
+            result = serialize.dump_result(task.name, value)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            await self._fail(run, task, exc)
+            return
+        await self._finish(sql.SET_DONE_IF_RUNNING, [result, task.ttl, run.id, self.id], run)
+
+    async def _fail(self, run: _Claimed, task: Task[..., Any] | None, exc: BaseException) -> None:
+        error = _error_json(exc)
+        if task is not None and run.attempts < run.max_attempts:
+            params = [error, self._settings.retry_delay, run.id, self.id]
+            await self._finish(sql.SET_RETRY_IF_RUNNING, params, run)
+            return
+        ttl = task.ttl if task is not None else Task.ttl
+        logger.error("autotask: run %s of %s failed: %r", run.id, run.name, exc)
+        await self._finish(sql.SET_ERROR_IF_RUNNING, [error, ttl, run.id, self.id], run)
+
+    async def _finish(self, statement: str, params: list[Any], run: _Claimed) -> None:
+        """Write a run's outcome, retrying through short database outages."""
+        for attempt in range(_FINISH_ATTEMPTS):
+            try:
+                if not await self._execute(statement, params):
+                    logger.warning("autotask: run %s was no longer ours to finish", run.id)
+                return
+            except psycopg.Error as exc:
+                logger.warning("autotask: could not finish run %s (%s)", run.id, exc)
+                await asyncio.sleep(_ERROR_PAUSE * (attempt + 1))
+        logger.error("autotask: gave up finishing run %s; it stays running until rescued", run.id)
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.heartbeat_interval)
+            try:
+                await self._execute(sql.UPDATE_WORKER_HEARTBEAT, [self.id])
+            except psycopg.Error as exc:
+                logger.warning("autotask: heartbeat failed (%s)", exc)
+
+    async def _execute(self, statement: str, params: list[Any]) -> int:
+        pool = await db.async_pool()
+        async with pool.connection() as conn:
+            cursor = await conn.execute(statement, params)
+            return cursor.rowcount

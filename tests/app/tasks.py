@@ -1,0 +1,69 @@
+"""Tasks the test suite runs; found by autodiscovery like any app's tasks.py."""
+
+import asyncio
+import time
+
+from autotask import task
+
+
+@task
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+@task
+async def async_add(a: int, b: int) -> int:
+    await asyncio.sleep(0)
+    return a + b
+
+
+@task
+def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+@task(retries=2)
+def fail_twice(key: str) -> str:
+    from tests.app.models import Counter
+
+    counter, _ = Counter.objects.get_or_create(key=key)
+    counter.value += 1
+    counter.save()
+    if counter.value < 3:
+        raise RuntimeError(f"attempt {counter.value} fails")
+    return f"ok after {counter.value}"
+
+
+@task
+def not_json() -> object:
+    return {1, 2, 3}
+
+
+@task
+def noop() -> None:
+    return None
+
+
+@task
+async def async_noop() -> None:
+    return None
+
+
+@task
+def record(key: str) -> int:
+    """Count each execution in a table: exactly-once checks read it."""
+    from tests.app.models import Execution
+
+    return Execution.objects.create(key=key).pk
+
+
+@task
+async def slow(seconds: float) -> str:
+    await asyncio.sleep(seconds)
+    return "slept"
+
+
+@task
+def sync_slow(seconds: float) -> str:
+    time.sleep(seconds)
+    return "slept"

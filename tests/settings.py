@@ -1,0 +1,40 @@
+"""Settings for the test suite: the database comes from DATABASE_URL (set by tests/pgserver.py)."""
+
+import os
+
+from psycopg.conninfo import conninfo_to_dict
+
+
+def database_from_url(url: str) -> dict[str, object]:
+    params = conninfo_to_dict(url)
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": params.pop("dbname", "postgres"),
+        "USER": params.pop("user", ""),
+        "PASSWORD": params.pop("password", ""),
+        "HOST": params.pop("host", ""),
+        "PORT": params.pop("port", ""),
+        "OPTIONS": params,
+    }
+
+
+DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+DATABASES = {"default": database_from_url(DATABASE_URL)}
+SECRET_KEY = "autotask-tests"
+USE_TZ = True
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "autotask",
+    "tests.app",
+]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTOTASK_WORKERS = 4
+AUTOTASK_HANDLE_TASK_IDLE_TIME = 2.0
+AUTOTASK_RETRY_DELAY = 0.2
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"autotask": {"handlers": ["console"], "level": "WARNING"}},
+}
