@@ -53,22 +53,28 @@ def _queues() -> tuple[str, ...] | None:
     value = _value("AUTOTASK_QUEUES")
     if value is None:
         return None
-    if isinstance(value, str) or not all(isinstance(q, str) and q for q in value):  # type: ignore[attr-defined]
+    if isinstance(value, list | tuple) and value and all(isinstance(q, str) and q for q in value):
+        return tuple(value)
+    raise ImproperlyConfigured(
+        f"AUTOTASK_QUEUES must be None (every queue) or a non-empty list of queue names, "
+        f"not {value!r}."
+    )
+
+
+def database() -> str:
+    """The alias of the database that holds the tasks (``AUTOTASK_DATABASE``)."""
+    alias = _value("AUTOTASK_DATABASE")
+    if not isinstance(alias, str) or alias not in django_settings.DATABASES:
         raise ImproperlyConfigured(
-            f"AUTOTASK_QUEUES must be None (every queue) or a list of queue names, not {value!r}."
+            f"AUTOTASK_DATABASE must name an entry of DATABASES, not {alias!r}."
         )
-    return tuple(value)  # type: ignore[call-overload,no-any-return]
+    return alias
 
 
 def get() -> Settings:
     """The settings in force now; raises ImproperlyConfigured naming the bad one."""
-    database = _value("AUTOTASK_DATABASE")
-    if not isinstance(database, str) or database not in django_settings.DATABASES:
-        raise ImproperlyConfigured(
-            f"AUTOTASK_DATABASE must name an entry of DATABASES, not {database!r}."
-        )
     return Settings(
-        database=database,
+        database=database(),
         workers=int(_positive_number("AUTOTASK_WORKERS", integer=True)),
         queues=_queues(),
         idle_time=float(_positive_number("AUTOTASK_HANDLE_TASK_IDLE_TIME")),

@@ -31,10 +31,12 @@ _pools_lock = threading.Lock()
 
 def connection_kwargs(*, purpose: str = "pool") -> dict[str, Any]:
     """psycopg keyword arguments for the database named by ``AUTOTASK_DATABASE``."""
-    params = dict(connections[conf.get().database].get_connection_params())
+    params = dict(connections[conf.database()].get_connection_params())
     for key in _DJANGO_ONLY:
         params.pop(key, None)
-    params.setdefault("application_name", f"autotask {purpose} {socket.gethostname()}:{os.getpid()}")
+    params.setdefault(
+        "application_name", f"autotask {purpose} {socket.gethostname()}:{os.getpid()}"
+    )
     return params
 
 

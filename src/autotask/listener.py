@@ -30,7 +30,19 @@ class Listener:
         self._wake_callbacks: list[WakeCallback] = []
         self._watchers: dict[int, list[StatusCallback]] = {}
         self._lock = threading.Lock()
-        self.connected = False
+        self._connected: asyncio.Event | None = None
+
+    async def wait_connected(self, timeout: float) -> None:
+        """Return once LISTEN is in place, so no wake-up sent after this can be missed."""
+        if self._connected is None:
+            self._connected = asyncio.Event()
+        try:
+            await asyncio.wait_for(self._connected.wait(), timeout)
+        except TimeoutError:
+            raise ConnectionError(
+                f"autotask could not LISTEN on the database within {timeout:g}s "
+                "(see the 'autotask' log for the connection error)"
+            ) from None
 
     def on_wake(self, callback: WakeCallback) -> Callable[[], None]:
         """Call ``callback(queue)`` when a run becomes waiting in ``queue`` (None: unknown)."""
@@ -54,6 +66,8 @@ class Listener:
 
     async def run(self) -> None:
         """Stay connected and listening until cancelled, reconnecting with backoff."""
+        if self._connected is None:
+            self._connected = asyncio.Event()
         backoff = 0.5
         while True:
             try:
@@ -61,15 +75,18 @@ class Listener:
                 async with conn:
                     for channel in (sql.WAKE_CHANNEL, sql.STATUS_CHANNEL):
                         await conn.execute(sql.LISTEN.format(channel=channel))
-                    self.connected = True
+                    self._connected.set()
                     backoff = 0.5
                     self._tell_everyone()
                     async for notify in conn.notifies():
                         self._dispatch(notify.channel, notify.payload)
-            except psycopg.Error as exc:
-                logger.warning("autotask: LISTEN connection failed (%s); retry in %.1fs", exc, backoff)
+            except Exception as exc:
+                # Whatever went wrong (network, settings, a bug), the listener must come back.
+                logger.warning(
+                    "autotask: LISTEN connection failed (%r); retry in %.1fs", exc, backoff
+                )
             finally:
-                self.connected = False
+                self._connected.clear()
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 10.0)
 

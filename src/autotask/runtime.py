@@ -1,4 +1,4 @@
-"""The per-process runtime: one event-loop thread holding the listener and, when started, the worker.
+"""The per-process runtime: one event-loop thread with the listener and, once started, the worker.
 
 The loop never touches Django's ORM (Django forbids sync database calls inside a running loop, and
 its connections are per thread); it talks to PostgreSQL through psycopg only. The loop starts
@@ -22,6 +22,9 @@ from .worker import Worker
 
 logger = logging.getLogger("autotask")
 T = TypeVar("T")
+
+# How long starting the worker waits for the LISTEN connection before failing loudly.
+_CONNECT_TIMEOUT = 15.0
 
 
 class Runtime:
@@ -77,6 +80,7 @@ class Runtime:
         if self._worker is not None:
             return
         worker = Worker(self._listener, conf.get())
+        await self._listener.wait_connected(timeout=_CONNECT_TIMEOUT)
         await worker.start()
         self._worker = worker
 
@@ -162,4 +166,3 @@ async def astop(timeout: float | None = None) -> None:
 
 def watch(run_id: int, callback: StatusCallback) -> AbstractContextManager[None]:
     return _runtime.watch(run_id, callback)
-

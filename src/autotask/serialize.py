@@ -29,7 +29,9 @@ _HINTS: dict[str, str] = {
 def _hint(value: Any) -> str:
     if hasattr(value, "_meta") and hasattr(value, "pk"):
         return "pass its primary key (obj.pk) and load it in the task"
-    return _HINTS.get(type(value).__name__, "pass plain JSON: str, int, float, bool, None, list, dict")
+    return _HINTS.get(
+        type(value).__name__, "pass plain JSON: str, int, float, bool, None, list, dict"
+    )
 
 
 def _find_problem(value: Any, path: str) -> tuple[str, Any] | None:
@@ -61,8 +63,8 @@ def _check(value: Any, path: str, what: str) -> None:
         return
     where, bad = problem
     raise TypeError(
-        f"{what} {where} ({bad!r:.60}) is of type {type(bad).__name__}, which does not survive a JSON "
-        f"round trip: {_hint(bad)}."
+        f"{what} {where} ({bad!r:.60}) is of type {type(bad).__name__}, "
+        f"which does not survive a JSON round trip: {_hint(bad)}."
     )
 
 

@@ -110,7 +110,7 @@ class _HandleState:
         return f"<{type(self).__name__} {self.name} #{self.id} {self.status}>"
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other.id == self.id  # type: ignore[attr-defined]
+        return isinstance(other, _HandleState) and type(other) is type(self) and other.id == self.id
 
     def __hash__(self) -> int:
         return hash((type(self), self.id))
@@ -191,8 +191,9 @@ class TaskHandle(_HandleState):
             self.refresh()
             yield self.status
             while not self.ready:
+                wait = _wait_time(deadline, self)
                 try:
-                    pending = [inbox.get(timeout=_wait_time(deadline, self))]
+                    pending = [inbox.get(timeout=wait)]
                 except _queue.Empty:
                     pending = [None]
                 while not inbox.empty():
@@ -250,8 +251,9 @@ class AsyncTaskHandle(_HandleState):
             await self.refresh()
             yield self.status
             while not self.ready:
+                wait = _wait_time(deadline, self)
                 try:
-                    pending = [await asyncio.wait_for(inbox.get(), _wait_time(deadline, self))]
+                    pending = [await asyncio.wait_for(inbox.get(), wait)]
                 except TimeoutError:
                     pending = [None]
                 while not inbox.empty():
@@ -278,7 +280,7 @@ def _fetch_sync(run_id: int) -> tuple[Any, ...] | None:
 
     from . import conf
 
-    with connections[conf.get().database].cursor() as cursor:
+    with connections[conf.database()].cursor() as cursor:
         cursor.execute(sql.SELECT_RUN, [run_id])
         row: tuple[Any, ...] | None = cursor.fetchone()
         return row

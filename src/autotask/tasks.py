@@ -84,7 +84,7 @@ class Task(Generic[P, R]):
                 f"Use `await {self.func.__name__}.defer(...)` in async code."
             )
         params = self._insert_params(args, kwargs)
-        with connections[conf.get().database].cursor() as cursor:
+        with connections[conf.database()].cursor() as cursor:
             cursor.execute(sql.INSERT_RUN, params)
             return TaskHandle(cursor.fetchone())
 
@@ -127,7 +127,9 @@ def _seconds(value: float | timedelta, field: str) -> float:
 
 def _check_options(task: Task[..., Any]) -> None:
     if not isinstance(task.queue, str) or not task.queue or len(task.queue) > 100:
-        raise ValueError(f"queue must be a non-empty name of at most 100 characters, not {task.queue!r}.")
+        raise ValueError(
+            f"queue must be a non-empty name of at most 100 characters, not {task.queue!r}."
+        )
     if (
         isinstance(task.priority, bool)
         or not isinstance(task.priority, int)

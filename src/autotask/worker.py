@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import json
 import logging
 import os
@@ -52,7 +53,9 @@ class _DaemonThreadPool(concurrent.futures.Executor):
     """A fixed set of daemon threads; ``ThreadPoolExecutor`` threads are joined at exit."""
 
     def __init__(self, size: int) -> None:
-        self._jobs: queue.SimpleQueue[tuple[concurrent.futures.Future[Any], Callable[[], Any]] | None]
+        self._jobs: queue.SimpleQueue[
+            tuple[concurrent.futures.Future[Any], Callable[[], Any]] | None
+        ]
         self._jobs = queue.SimpleQueue()
         self._threads = [
             threading.Thread(target=self._work, name=f"autotask-sync-{n}", daemon=True)
@@ -61,7 +64,9 @@ class _DaemonThreadPool(concurrent.futures.Executor):
         for thread in self._threads:
             thread.start()
 
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+    def submit(
+        self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+    ) -> concurrent.futures.Future[Any]:
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         self._jobs.put((future, lambda: fn(*args, **kwargs)))
         return future
@@ -85,7 +90,7 @@ class _DaemonThreadPool(concurrent.futures.Executor):
 
 
 def _call_sync(task: Task[..., Any], args: list[Any], kwargs: dict[str, Any]) -> Any:
-    """Run a plain task in a worker thread, as Django runs a request: fresh connections around it."""
+    """Run a plain task in a worker thread, as Django runs a request: connections checked around."""
     close_old_connections()
     try:
         return task.func(*args, **kwargs)
@@ -180,10 +185,8 @@ class Worker:
             except psycopg.Error as exc:
                 logger.warning("autotask: claim failed (%s); retrying", exc)
                 pause = _ERROR_PAUSE
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), pause)
-            except TimeoutError:
-                pass
 
     async def _claim(self, limit: int) -> list[_Claimed]:
         params: dict[str, Any] = {"limit": limit, "worker_id": self.id, "queues": self._queues}
@@ -232,7 +235,9 @@ class Worker:
                 value = await task.func(*run.args, **run.kwargs)
             else:
                 loop = asyncio.get_running_loop()
-                value = await loop.run_in_executor(self._threads, _call_sync, task, run.args, run.kwargs)
+                value = await loop.run_in_executor(
+                    self._threads, _call_sync, task, run.args, run.kwargs
+                )
             result = serialize.dump_result(task.name, value)
         except asyncio.CancelledError:
             raise

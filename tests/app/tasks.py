@@ -1,6 +1,7 @@
 """Tasks the test suite runs; found by autodiscovery like any app's tasks.py."""
 
 import asyncio
+import os
 import time
 
 from autotask import task
@@ -54,7 +55,7 @@ def record(key: str) -> int:
     """Count each execution in a table: exactly-once checks read it."""
     from tests.app.models import Execution
 
-    return Execution.objects.create(key=key).pk
+    return Execution.objects.create(key=key, pid=os.getpid()).pk
 
 
 @task

@@ -11,56 +11,149 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Worker',
+            name="Worker",
             fields=[
-                ('id', models.UUIDField(primary_key=True, serialize=False)),
-                ('host', models.CharField(max_length=255)),
-                ('pid', models.IntegerField()),
-                ('queues', django.contrib.postgres.fields.ArrayField(base_field=models.CharField(max_length=100), blank=True, null=True, size=None)),
-                ('concurrency', models.IntegerField()),
-                ('started_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
-                ('heartbeat_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
+                ("id", models.UUIDField(primary_key=True, serialize=False)),
+                ("host", models.CharField(max_length=255)),
+                ("pid", models.IntegerField()),
+                (
+                    "queues",
+                    django.contrib.postgres.fields.ArrayField(
+                        base_field=models.CharField(max_length=100),
+                        blank=True,
+                        null=True,
+                        size=None,
+                    ),
+                ),
+                ("concurrency", models.IntegerField()),
+                (
+                    "started_at",
+                    models.DateTimeField(db_default=django.db.models.functions.datetime.Now()),
+                ),
+                (
+                    "heartbeat_at",
+                    models.DateTimeField(db_default=django.db.models.functions.datetime.Now()),
+                ),
             ],
             options={
-                'db_table': 'autotask_worker',
+                "db_table": "autotask_worker",
             },
         ),
         migrations.CreateModel(
-            name='TaskRun',
+            name="TaskRun",
             fields=[
-                ('id', models.BigAutoField(primary_key=True, serialize=False)),
-                ('name', models.CharField(help_text='Registered name of the task.', max_length=255)),
-                ('queue', models.CharField(db_default='default', default='default', max_length=100)),
-                ('args', models.JSONField(db_default=[], default=list)),
-                ('kwargs', models.JSONField(db_default={}, default=dict)),
-                ('status', models.CharField(choices=[('waiting', 'Waiting'), ('running', 'Running'), ('done', 'Done'), ('error', 'Error'), ('cancelled', 'Cancelled')], db_default='waiting', default='waiting', max_length=16)),
-                ('priority', models.SmallIntegerField(db_default=0, default=0, help_text='-100..100; higher runs first.')),
-                ('run_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now(), help_text='Not before this time.')),
-                ('attempts', models.IntegerField(db_default=0, default=0)),
-                ('max_attempts', models.IntegerField(db_default=1, default=1)),
-                ('enqueued_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('expires_at', models.DateTimeField(blank=True, help_text='Finished runs may be pruned after this time.', null=True)),
-                ('worker_id', models.UUIDField(blank=True, null=True)),
-                ('result', models.JSONField(blank=True, null=True)),
-                ('error', models.JSONField(blank=True, null=True)),
-                ('unique_key', models.CharField(blank=True, max_length=255, null=True)),
-                ('schedule_key', models.CharField(blank=True, max_length=255, null=True, unique=True)),
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                (
+                    "name",
+                    models.CharField(help_text="Registered name of the task.", max_length=255),
+                ),
+                (
+                    "queue",
+                    models.CharField(db_default="default", default="default", max_length=100),
+                ),
+                ("args", models.JSONField(db_default=[], default=list)),
+                ("kwargs", models.JSONField(db_default={}, default=dict)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("waiting", "Waiting"),
+                            ("running", "Running"),
+                            ("done", "Done"),
+                            ("error", "Error"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        db_default="waiting",
+                        default="waiting",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "priority",
+                    models.SmallIntegerField(
+                        db_default=0, default=0, help_text="-100..100; higher runs first."
+                    ),
+                ),
+                (
+                    "run_at",
+                    models.DateTimeField(
+                        db_default=django.db.models.functions.datetime.Now(),
+                        help_text="Not before this time.",
+                    ),
+                ),
+                ("attempts", models.IntegerField(db_default=0, default=0)),
+                ("max_attempts", models.IntegerField(db_default=1, default=1)),
+                (
+                    "enqueued_at",
+                    models.DateTimeField(db_default=django.db.models.functions.datetime.Now()),
+                ),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "expires_at",
+                    models.DateTimeField(
+                        blank=True,
+                        help_text="Finished runs may be pruned after this time.",
+                        null=True,
+                    ),
+                ),
+                ("worker_id", models.UUIDField(blank=True, null=True)),
+                ("result", models.JSONField(blank=True, null=True)),
+                ("error", models.JSONField(blank=True, null=True)),
+                ("unique_key", models.CharField(blank=True, max_length=255, null=True)),
+                (
+                    "schedule_key",
+                    models.CharField(blank=True, max_length=255, null=True, unique=True),
+                ),
             ],
             options={
-                'verbose_name': 'task run',
-                'db_table': 'autotask_task',
-                'indexes': [models.Index(models.F('queue'), models.OrderBy(models.F('priority'), descending=True), models.F('run_at'), models.F('id'), condition=models.Q(('status', 'waiting')), name='autotask_task_claim_queue'), models.Index(models.OrderBy(models.F('priority'), descending=True), models.F('run_at'), models.F('id'), condition=models.Q(('status', 'waiting')), name='autotask_task_claim_any'), models.Index(models.F('worker_id'), condition=models.Q(('status', 'running')), name='autotask_task_running')],
-                'constraints': [models.CheckConstraint(condition=models.Q(('priority__gte', -100), ('priority__lte', 100)), name='autotask_task_priority_range'), models.CheckConstraint(condition=models.Q(('status__in', ['waiting', 'running', 'done', 'error', 'cancelled'])), name='autotask_task_status_valid'), models.UniqueConstraint(models.F('unique_key'), condition=models.Q(('status__in', ['waiting', 'running'])), name='autotask_task_unique_pending')],
+                "verbose_name": "task run",
+                "db_table": "autotask_task",
+                "indexes": [
+                    models.Index(
+                        models.F("queue"),
+                        models.OrderBy(models.F("priority"), descending=True),
+                        models.F("run_at"),
+                        models.F("id"),
+                        condition=models.Q(("status", "waiting")),
+                        name="autotask_task_claim_queue",
+                    ),
+                    models.Index(
+                        models.OrderBy(models.F("priority"), descending=True),
+                        models.F("run_at"),
+                        models.F("id"),
+                        condition=models.Q(("status", "waiting")),
+                        name="autotask_task_claim_any",
+                    ),
+                    models.Index(
+                        models.F("worker_id"),
+                        condition=models.Q(("status", "running")),
+                        name="autotask_task_running",
+                    ),
+                ],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("priority__gte", -100), ("priority__lte", 100)),
+                        name="autotask_task_priority_range",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            ("status__in", ["waiting", "running", "done", "error", "cancelled"])
+                        ),
+                        name="autotask_task_status_valid",
+                    ),
+                    models.UniqueConstraint(
+                        models.F("unique_key"),
+                        condition=models.Q(("status__in", ["waiting", "running"])),
+                        name="autotask_task_unique_pending",
+                    ),
+                ],
             },
         ),
         migrations.RunSQL(

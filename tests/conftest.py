@@ -1,0 +1,66 @@
+"""Fixtures: a real PostgreSQL (from DATABASE_URL) and the real in-process runtime."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+from django.db import connection
+from psycopg.conninfo import make_conninfo
+
+from autotask import db, runtime
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_runtime_before_db_teardown(django_db_setup: None) -> Iterator[None]:
+    """The runtime's connections would keep the test database from being dropped."""
+    yield
+    runtime.stop(timeout=1)
+
+
+@pytest.fixture
+def start_worker(transactional_db: None) -> Iterator[Callable[[], None]]:
+    """Start this process's worker (after the test has changed settings, if it wants)."""
+    yield runtime.start
+    runtime.stop(timeout=2)
+
+
+@pytest.fixture
+def worker(start_worker: Callable[[], None]) -> None:
+    start_worker()
+
+
+@pytest.fixture
+async def close_pool() -> AsyncIterator[None]:
+    """Async tests enqueue through a pool bound to their own event loop: close it after."""
+    yield
+    await db.close_async_pool()
+
+
+def database_conninfo(**overrides: Any) -> str:
+    """Connection string of the test database, for processes started by a test."""
+    params = dict(connection.settings_dict)
+    conninfo = {
+        "dbname": params["NAME"],
+        "user": params["USER"] or None,
+        "password": params["PASSWORD"] or None,
+        "host": params["HOST"] or None,
+        "port": params["PORT"] or None,
+        **params["OPTIONS"],
+        **overrides,
+    }
+    return make_conninfo(**{k: v for k, v in conninfo.items() if v is not None})
+
+
+def wait_until(condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
+    """Poll ``condition`` until it returns something truthy; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout}s")
+        time.sleep(interval)

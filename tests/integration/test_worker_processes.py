@@ -1,0 +1,69 @@
+"""Several worker processes on one queue, coordinated by PostgreSQL alone."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.db import connection, transaction
+from django.db.models import Count
+
+from autotask.models import TaskRun
+from tests.app.models import Execution
+from tests.app.tasks import record
+from tests.conftest import database_conninfo, wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+JOBS = 2000
+
+
+def _start_worker_process(log: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_conninfo(),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "django", "autotask_worker", "--settings=tests.settings"],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_runtimes_in_two_processes_run_every_job_exactly_once(tmp_path: Path) -> None:
+    logs = [tmp_path / f"worker{n}.log" for n in range(2)]
+    workers = [_start_worker_process(log) for log in logs]
+    try:
+        wait_until(lambda: _live_workers() == 2, timeout=30)
+        with transaction.atomic():
+            for n in range(JOBS):
+                record(f"job-{n}")
+        wait_until(
+            lambda: not TaskRun.objects.exclude(status="done").exists(), timeout=120, interval=0.2
+        )
+    finally:
+        for process in workers:
+            process.send_signal(signal.SIGTERM)
+        exit_codes = [process.wait(timeout=30) for process in workers]
+        for log in logs:
+            sys.stdout.write(log.read_text())
+    assert exit_codes == [0, 0]
+    assert TaskRun.objects.filter(status="done", attempts=1).count() == JOBS
+    assert Execution.objects.count() == JOBS
+    assert Execution.objects.values("key").distinct().count() == JOBS
+    per_process = dict(Execution.objects.values_list("pid").annotate(Count("id")))
+    assert set(per_process) == {process.pid for process in workers}, per_process
+    assert _live_workers() == 0
+
+
+def _live_workers() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM autotask_worker")
+        return int(cursor.fetchone()[0])

@@ -1,0 +1,26 @@
+from typing import Any
+
+import pytest
+
+from autotask.checks import check_settings
+
+
+def test_postgres_database_passes() -> None:
+    assert check_settings() == []
+
+
+@pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
+def test_other_database_is_refused_with_a_hint(settings: Any) -> None:
+    settings.DATABASES = {
+        **settings.DATABASES,
+        "other": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"},
+    }
+    settings.AUTOTASK_DATABASE = "other"
+    [error] = check_settings()
+    assert error.id == "autotask.E002" and "PostgreSQL" in error.msg
+
+
+def test_bad_setting_is_named(settings: Any) -> None:
+    settings.AUTOTASK_DATABASE = "nope"
+    [error] = check_settings()
+    assert error.id == "autotask.E001" and "AUTOTASK_DATABASE" in error.msg

@@ -1,0 +1,75 @@
+"""Handles: rebuilt from an id, refreshed, waited on, streamed (sync and async twins)."""
+
+import pytest
+
+from autotask import DONE, ERROR, RUNNING, WAITING, AsyncTaskHandle, TaskHandle
+from autotask.task import CANCELLED, Status
+from tests.app.tasks import add, async_add, fail, slow
+
+pytestmark = pytest.mark.usefixtures("transactional_db")
+
+
+def test_seed_import_path_has_the_statuses() -> None:
+    assert (WAITING, RUNNING, DONE, ERROR, CANCELLED) == (
+        "waiting",
+        "running",
+        "done",
+        "error",
+        "cancelled",
+    )
+    assert Status("done") is DONE
+
+
+def test_get_rebuilds_a_handle_and_missing_ids_are_lookup_errors() -> None:
+    handle = add(1, 2)
+    again = TaskHandle.get(handle.id)
+    assert again == handle and again.name == handle.name and again.status == WAITING
+    with pytest.raises(LookupError, match="No task run with id 0"):
+        TaskHandle.get(0)
+
+
+def test_wait_times_out_with_a_clear_error_when_nothing_runs() -> None:
+    handle = add(1, 2)
+    with pytest.raises(TimeoutError, match=rf"#{handle.id} .* still waiting"):
+        handle.wait(0.3)
+
+
+def test_sync_updates_yield_each_status_until_final(worker: None) -> None:
+    handle = slow(0.3)
+    seen = list(handle.updates(timeout=10))
+    assert seen[-1] == DONE and handle.result == "slept"
+    assert RUNNING in seen
+    assert seen == sorted(set(seen), key=seen.index)  # no status reported twice in a row
+
+
+def test_wait_holds_the_error_of_a_failed_run(worker: None) -> None:
+    handle = fail("bad input").wait(10)
+    assert handle.ready and handle.status == ERROR
+    assert handle.error.message == "bad input"
+
+
+@pytest.mark.usefixtures("close_pool")
+async def test_async_updates_stream_until_final_with_the_result(worker: None) -> None:
+    handle = await slow.defer(0.3)
+    seen = [status async for status in handle.updates(timeout=10)]
+    assert seen[0] == WAITING or seen[0] == RUNNING
+    assert seen[-2:] == [RUNNING, DONE]
+    assert handle.result == "slept" and handle.ready
+
+
+@pytest.mark.usefixtures("close_pool")
+async def test_async_wait_refresh_and_get(worker: None) -> None:
+    handle = await async_add.defer(5, 6)
+    assert (await handle.wait(10)).result == 11
+    rebuilt = await AsyncTaskHandle.get(handle.id)
+    assert (rebuilt.status, rebuilt.result) == (DONE, 11)
+    assert (await rebuilt.refresh()).attempts == 1
+    with pytest.raises(LookupError):
+        await AsyncTaskHandle.get(0)
+
+
+@pytest.mark.usefixtures("close_pool")
+async def test_async_wait_times_out() -> None:
+    handle = await add.defer(1, 1)
+    with pytest.raises(TimeoutError):
+        await handle.wait(0.2)

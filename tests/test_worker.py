@@ -1,0 +1,169 @@
+"""The runtime's worker against a real PostgreSQL: claim, run, finish, retry, shutdown."""
+
+import sys
+import time
+from collections.abc import Callable
+
+import pytest
+from django.db import connection, transaction
+
+from autotask import DONE, ERROR, RUNNING, WAITING, TaskHandle, runtime
+from autotask.models import TaskRun
+from tests.app.tasks import add, async_add, fail, fail_twice, not_json, slow, sync_slow
+from tests.conftest import wait_until
+
+pytestmark = pytest.mark.usefixtures("transactional_db")
+
+
+@pytest.mark.smoke
+def test_sync_task_runs_to_done_with_its_result(worker: None) -> None:
+    handle = add(2, 3).wait(10)
+    assert (handle.status, handle.result, handle.error, handle.attempts) == (DONE, 5, None, 1)
+    assert handle.started_at is not None and handle.finished_at >= handle.started_at
+
+
+@pytest.mark.smoke
+def test_async_task_runs_natively_to_done(worker: None) -> None:
+    handle = async_add(20, 22).wait(10)
+    assert (handle.status, handle.result) == (DONE, 42)
+
+
+def test_raising_task_ends_in_error_with_class_message_and_traceback(worker: None) -> None:
+    handle = fail("boom").wait(10)
+    assert handle.status == ERROR and handle.ready
+    assert handle.error is not None
+    assert handle.error.exception_class_path == "builtins.ValueError"
+    assert handle.error.message == "boom"
+    assert "raise ValueError(message)" in handle.error.traceback
+    assert handle.result is None
+
+
+def test_result_that_is_not_json_ends_in_error_saying_so(worker: None) -> None:
+    handle = not_json().wait(10)
+    assert handle.status == ERROR
+    assert "return value" in handle.error.message and "JSON" in handle.error.message
+
+
+def test_retries_run_again_and_keep_attempt_count(worker: None) -> None:
+    handle = fail_twice("k").wait(15)
+    assert (handle.status, handle.result, handle.attempts) == (DONE, "ok after 3", 3)
+
+
+def test_rolled_back_enqueue_never_runs_and_committed_one_does(worker: None) -> None:
+    with pytest.raises(RuntimeError), transaction.atomic():
+        rolled_back = add(1, 1)
+        raise RuntimeError("roll back")
+    with transaction.atomic():
+        committed = add(2, 2)
+        time.sleep(0.3)  # the worker cannot see the run before commit
+        assert committed.refresh().status == WAITING
+    assert committed.wait(10).result == 4
+    assert not TaskRun.objects.filter(pk=rolled_back.id).exists()
+    assert TaskRun.objects.count() == 1
+
+
+def test_row_naming_an_unregistered_task_errors_without_importing_it(worker: None) -> None:
+    run = TaskRun.objects.create(name="tests.app.never_imported.boom")
+    handle = TaskHandle.get(run.pk).wait(10)
+    assert handle.status == ERROR
+    assert handle.error.exception_class_path == "autotask.worker.TaskNotRegistered"
+    assert "'tests.app.never_imported.boom' is registered" in handle.error.message
+    assert "tests.app.never_imported" not in sys.modules
+
+
+def test_lost_notification_is_covered_by_the_poll(settings, start_worker: Callable) -> None:
+    settings.AUTOTASK_HANDLE_TASK_IDLE_TIME = 0.5
+    start_worker()
+    time.sleep(0.2)  # let the worker go idle, waiting for a notification
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE autotask_task DISABLE TRIGGER autotask_task_inserted")
+    try:
+        handle = add(3, 4)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE autotask_task ENABLE TRIGGER autotask_task_inserted")
+    assert handle.wait(10).result == 7
+
+
+def test_future_run_at_runs_when_due_not_at_the_next_poll(settings, start_worker: Callable) -> None:
+    settings.AUTOTASK_HANDLE_TASK_IDLE_TIME = 30
+    start_worker()
+    handle = add.using(delay=1.0)(1, 2)
+    time.sleep(0.3)
+    assert handle.refresh().status == WAITING
+    handle.wait(10)
+    waited = (handle.started_at - handle.enqueued_at).total_seconds()
+    assert handle.status == DONE
+    assert 1.0 <= waited < 3.0, waited
+
+
+def test_priority_decides_the_order_of_claims(settings, start_worker: Callable) -> None:
+    settings.AUTOTASK_WORKERS = 1
+    low = [add.using(priority=-5)(i, 0) for i in range(3)]
+    high = [add.using(priority=50)(i, 0) for i in range(3)]
+    start_worker()
+    for handle in low + high:
+        handle.wait(10)
+    last_high = max(h.started_at for h in high)
+    first_low = min(h.started_at for h in low)
+    assert last_high <= first_low
+
+
+def test_worker_serves_only_its_queues(settings, start_worker: Callable) -> None:
+    settings.AUTOTASK_QUEUES = ["fast"]
+    start_worker()
+    served = add.using(queue="fast")(1, 1)
+    ignored = add.using(queue="other")(1, 1)
+    assert served.wait(10).status == DONE
+    time.sleep(0.3)
+    assert ignored.refresh().status == WAITING
+
+
+def test_concurrency_runs_tasks_side_by_side(settings, start_worker: Callable) -> None:
+    settings.AUTOTASK_WORKERS = 4
+    start_worker()
+    started = time.monotonic()
+    handles = [sync_slow(0.5) for _ in range(2)] + [slow(0.5) for _ in range(2)]
+    for handle in handles:
+        assert handle.wait(10).result == "slept"
+    assert time.monotonic() - started < 1.8
+
+
+def test_stop_puts_unfinished_runs_back_to_waiting_uncounted(worker: None) -> None:
+    handle = slow(30)
+    wait_until(lambda: handle.refresh().status == RUNNING)
+    runtime.stop(timeout=0.2)
+    row = TaskRun.objects.get(pk=handle.id)
+    assert (row.status, row.attempts, row.worker_id, row.started_at) == ("waiting", 0, None, None)
+    assert not runtime.get().worker
+
+
+def test_stop_lets_running_tasks_finish_within_the_timeout(worker: None) -> None:
+    handle = sync_slow(0.3)
+    wait_until(lambda: handle.refresh().status == RUNNING)
+    runtime.stop(timeout=5)
+    assert handle.refresh().status == DONE
+
+
+def test_a_run_taken_from_the_worker_is_not_overwritten_by_it(worker: None) -> None:
+    handle = sync_slow(0.5)
+    wait_until(lambda: handle.refresh().status == RUNNING)
+    # What a rescue does: the run goes back to waiting (here far in the future) for another worker.
+    TaskRun.objects.filter(pk=handle.id).update(
+        status="waiting", worker_id=None, run_at="2100-01-01T00:00:00Z"
+    )
+    time.sleep(1.0)
+    row = TaskRun.objects.get(pk=handle.id)
+    assert (row.status, row.result, row.finished_at) == ("waiting", None, None)
+
+
+def test_worker_registers_itself_and_leaves_at_stop(worker: None) -> None:
+    me = runtime.get().worker
+    assert me is not None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid, concurrency FROM autotask_worker WHERE id = %s", [me.id])
+        assert cursor.fetchone()[0] > 0
+    runtime.stop()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM autotask_worker")
+        assert cursor.fetchone()[0] == 0
