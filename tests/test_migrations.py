@@ -4,6 +4,8 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
+from autotask import runtime
+
 
 def _autotask_objects() -> tuple[set[str], set[str]]:
     with connection.cursor() as cursor:
@@ -26,6 +28,8 @@ def test_migrate_to_zero_and_back() -> None:
         with connection.cursor() as cursor:
             cursor.execute("SELECT count(*) FROM pg_proc WHERE proname LIKE 'autotask_notify%%'")
             assert cursor.fetchone()[0] == 0
+        with pytest.raises(RuntimeError, match=r"tables are missing.*manage\.py migrate"):
+            runtime.start()
     finally:
         call_command("migrate", "autotask", verbosity=0)
     assert len(_autotask_objects()[0]) == 2

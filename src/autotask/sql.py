@@ -72,12 +72,13 @@ SET status = 'waiting', error = %s::jsonb, worker_id = NULL,
 WHERE id = %s AND status = 'running' AND worker_id = %s
 """
 
-# Shutdown: unfinished runs go back to waiting; the interrupted attempt is not counted.
-SET_WAITING_IF_RUNNING = """
+# Shutdown: the worker's unfinished runs go back to waiting; the interrupted attempt is not
+# counted. By worker rather than by id, so a run claimed in the last instant is not missed.
+SET_WAITING_IF_RUNNING_ON_WORKER = """
 UPDATE autotask_task
 SET status = 'waiting', attempts = greatest(attempts - 1, 0), worker_id = NULL,
     started_at = NULL
-WHERE id = ANY(%s) AND status = 'running' AND worker_id = %s
+WHERE status = 'running' AND worker_id = %s
 """
 
 INSERT_WORKER = """

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+import psycopg.errors
 from django.db import close_old_connections
 
 from . import conf, db, registry, serialize, sql
@@ -131,10 +132,15 @@ class Worker:
         self._unsubscribe: Callable[[], None] | None = None
 
     async def start(self) -> None:
-        await self._execute(
-            sql.INSERT_WORKER,
-            [self.id, socket.gethostname(), os.getpid(), self._queues, self._slots],
-        )
+        try:
+            await self._execute(
+                sql.INSERT_WORKER,
+                [self.id, socket.gethostname(), os.getpid(), self._queues, self._slots],
+            )
+        except psycopg.errors.UndefinedTable:
+            raise RuntimeError(
+                "autotask's tables are missing from the database: run `manage.py migrate`."
+            ) from None
         self._unsubscribe = self._listener.on_wake(self._on_wake)
         self._background = [
             asyncio.create_task(self._serve(), name="autotask serve"),
@@ -149,17 +155,18 @@ class Worker:
         self._slot_freed.set()
         if self._unsubscribe is not None:
             self._unsubscribe()
+        serve, beat = self._background
+        # Not cancelled: a claim cut off mid-statement could commit runs nobody starts.
+        await asyncio.gather(serve, return_exceptions=True)
+        beat.cancel()
         if self._running:
             await asyncio.wait(list(self._running.values()), timeout=timeout)
-        unfinished = list(self._running)
         for run_task in self._running.values():
             run_task.cancel()
-        for background in self._background:
-            background.cancel()
-        await asyncio.gather(*self._running.values(), *self._background, return_exceptions=True)
-        if unfinished:
-            await self._execute(sql.SET_WAITING_IF_RUNNING, [unfinished, self.id])
-            logger.warning("autotask: put runs %s back to waiting at shutdown", unfinished)
+        await asyncio.gather(beat, *self._running.values(), return_exceptions=True)
+        requeued = await self._execute(sql.SET_WAITING_IF_RUNNING_ON_WORKER, [self.id])
+        if requeued:
+            logger.warning("autotask: put %d unfinished runs back to waiting at shutdown", requeued)
         await self._execute(sql.DELETE_WORKER, [self.id])
         self._threads.shutdown(wait=False)
 
