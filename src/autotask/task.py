@@ -177,19 +177,26 @@ class TaskHandle(_HandleState):
         return self
 
     def updates(self, timeout: float | None = None) -> Iterator[Status]:
-        """Yield each status the run takes, starting with the current one, until a final one.
+        """Yield each status the run takes, starting with the one this handle holds, until a
+        final one.
 
         Driven by the process's shared LISTEN connection; a poll every
-        ``AUTOTASK_HANDLE_TASK_IDLE_TIME`` seconds covers a lost notification. Raises
-        TimeoutError if the run is not finished after ``timeout`` seconds.
+        ``AUTOTASK_HANDLE_TASK_IDLE_TIME`` seconds covers a lost notification. The row is re-read
+        before a final status is yielded, so ``result`` and ``error`` are there with it; for an
+        intermediate status only ``status`` is updated (call ``refresh()`` for the rest).
+        Raises TimeoutError if the run is not finished after ``timeout`` seconds.
         """
         from . import runtime
 
         inbox: _queue.SimpleQueue[Status | None] = _queue.SimpleQueue()
         deadline = _deadline(timeout)
         with runtime.watch(self.id, inbox.put):
+            if not self.ready:
+                yield self.status
+            previous = self.status
             self.refresh()
-            yield self.status
+            if self.status != previous or self.ready:
+                yield self.status
             while not self.ready:
                 wait = _wait_time(deadline, self)
                 try:
@@ -248,8 +255,12 @@ class AsyncTaskHandle(_HandleState):
 
         deadline = _deadline(timeout)
         with runtime.watch(self.id, deliver):
+            if not self.ready:
+                yield self.status
+            previous = self.status
             await self.refresh()
-            yield self.status
+            if self.status != previous or self.ready:
+                yield self.status
             while not self.ready:
                 wait = _wait_time(deadline, self)
                 try:

@@ -1,0 +1,1 @@
+"""A model-free demo app whose tasks.py autotask finds on its own."""
