@@ -6,7 +6,6 @@ tables through ``sql.py`` with its own psycopg connections.
 
 from __future__ import annotations
 
-from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models.functions import Now
 
@@ -88,7 +87,7 @@ class Worker(models.Model):
     id = models.UUIDField(primary_key=True)
     host = models.CharField(max_length=255)
     pid = models.IntegerField()
-    queues = ArrayField(models.CharField(max_length=100), null=True, blank=True)
+    queues = models.JSONField(null=True, blank=True, help_text="Queues served; null: every queue.")
     concurrency = models.IntegerField()
     started_at = models.DateTimeField(db_default=Now())
     heartbeat_at = models.DateTimeField(db_default=Now())

@@ -50,11 +50,15 @@ SELECT extract(epoch FROM min(run_at) - clock_timestamp())
 FROM autotask_task WHERE status = 'waiting' AND queue = ANY(%s)
 """
 
+# Finishes queued while another is being written go out together (group commit): one
+# statement, one commit, one status NOTIFY for the lot. Returns the ids that were still ours.
 SET_DONE_IF_RUNNING = """
-UPDATE autotask_task
-SET status = 'done', result = %s::jsonb, finished_at = now(),
-    expires_at = now() + %s * interval '1 second'
-WHERE id = %s AND status = 'running' AND worker_id = %s
+UPDATE autotask_task AS t
+SET status = 'done', result = f.result::jsonb, finished_at = now(),
+    expires_at = now() + f.ttl * interval '1 second'
+FROM unnest(%s::bigint[], %s::text[], %s::float8[]) AS f(id, result, ttl)
+WHERE t.id = f.id AND t.status = 'running' AND t.worker_id = %s
+RETURNING t.id
 """
 
 SET_ERROR_IF_RUNNING = """
@@ -83,7 +87,7 @@ WHERE status = 'running' AND worker_id = %s
 
 INSERT_WORKER = """
 INSERT INTO autotask_worker (id, host, pid, queues, concurrency, started_at, heartbeat_at)
-VALUES (%s, %s, %s, %s, %s, now(), now())
+VALUES (%s, %s, %s, %s::jsonb, %s, now(), now())
 """
 
 UPDATE_WORKER_HEARTBEAT = "UPDATE autotask_worker SET heartbeat_at = now() WHERE id = %s"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -19,9 +20,9 @@ import socket
 import threading
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 import psycopg.errors
@@ -32,6 +33,7 @@ from .listener import Listener
 from .tasks import Task
 
 logger = logging.getLogger("autotask")
+T = TypeVar("T")
 
 # Pause after a database error in the claim loop, so an outage is not a busy loop.
 _ERROR_PAUSE = 1.0
@@ -129,13 +131,15 @@ class Worker:
         self._stopping = False
         self._threads = _DaemonThreadPool(settings.workers)
         self._background: list[asyncio.Task[None]] = []
+        self._done: list[tuple[int, str, float, asyncio.Future[None]]] = []
+        self._done_writer: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
 
     async def start(self) -> None:
         try:
             await self._execute(
                 sql.INSERT_WORKER,
-                [self.id, socket.gethostname(), os.getpid(), self._queues, self._slots],
+                [self.id, socket.gethostname(), os.getpid(), json.dumps(self._queues), self._slots],
             )
         except psycopg.errors.UndefinedTable:
             raise RuntimeError(
@@ -164,6 +168,9 @@ class Worker:
         for run_task in self._running.values():
             run_task.cancel()
         await asyncio.gather(beat, *self._running.values(), return_exceptions=True)
+        if self._done_writer is not None:
+            # Write what finished before requeueing, or finished runs would run again.
+            await asyncio.gather(self._done_writer, return_exceptions=True)
         requeued = await self._execute(sql.SET_WAITING_IF_RUNNING_ON_WORKER, [self.id])
         if requeued:
             logger.warning("autotask: put %d unfinished runs back to waiting at shutdown", requeued)
@@ -251,7 +258,7 @@ class Worker:
         except BaseException as exc:
             await self._fail(run, task, exc)
             return
-        await self._finish(sql.SET_DONE_IF_RUNNING, [result, task.ttl, run.id, self.id], run)
+        await self._finish_done(run, result, task.ttl)
 
     async def _fail(self, run: _Claimed, task: Task[..., Any] | None, exc: BaseException) -> None:
         error = _error_json(exc)
@@ -264,16 +271,44 @@ class Worker:
         await self._finish(sql.SET_ERROR_IF_RUNNING, [error, ttl, run.id, self.id], run)
 
     async def _finish(self, statement: str, params: list[Any], run: _Claimed) -> None:
-        """Write a run's outcome, retrying through short database outages."""
+        """Write one run's outcome (an error or a retry)."""
+        write = functools.partial(self._execute, statement, params)
+        rowcount = await self._retrying(f"run {run.id}", write)
+        if rowcount == 0:
+            logger.warning("autotask: run %s was no longer ours to finish", run.id)
+
+    async def _finish_done(self, run: _Claimed, result: str, ttl: float) -> None:
+        """Queue a DONE for the batch writer and wait until it is written."""
+        written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._done.append((run.id, result, ttl, written))
+        if self._done_writer is None or self._done_writer.done():
+            self._done_writer = asyncio.create_task(self._write_done(), name="autotask done")
+        await written
+
+    async def _write_done(self) -> None:
+        """Write queued DONEs in batches: what queues up during one write goes in the next."""
+        while self._done:
+            batch, self._done = self._done, []
+            ids = [run_id for run_id, _, _, _ in batch]
+            params = [ids, [r for _, r, _, _ in batch], [t for _, _, t, _ in batch], self.id]
+            write = functools.partial(self._fetch_ids, sql.SET_DONE_IF_RUNNING, params)
+            ours = await self._retrying(f"runs {ids}", write)
+            for run_id, _, _, written in batch:
+                if ours is not None and run_id not in ours:
+                    logger.warning("autotask: run %s was no longer ours to finish", run_id)
+                if not written.done():
+                    written.set_result(None)
+
+    async def _retrying(self, what: str, write: Callable[[], Awaitable[T]]) -> T | None:
+        """Run a status write, retrying through short database outages; None if it never went."""
         for attempt in range(_FINISH_ATTEMPTS):
             try:
-                if not await self._execute(statement, params):
-                    logger.warning("autotask: run %s was no longer ours to finish", run.id)
-                return
+                return await write()
             except psycopg.Error as exc:
-                logger.warning("autotask: could not finish run %s (%s)", run.id, exc)
+                logger.warning("autotask: could not finish %s (%s)", what, exc)
                 await asyncio.sleep(_ERROR_PAUSE * (attempt + 1))
-        logger.error("autotask: gave up finishing run %s; it stays running until rescued", run.id)
+        logger.error("autotask: gave up finishing %s; left running until rescued", what)
+        return None
 
     async def _beat(self) -> None:
         while True:
@@ -282,6 +317,12 @@ class Worker:
                 await self._execute(sql.UPDATE_WORKER_HEARTBEAT, [self.id])
             except psycopg.Error as exc:
                 logger.warning("autotask: heartbeat failed (%s)", exc)
+
+    async def _fetch_ids(self, statement: str, params: list[Any]) -> set[int]:
+        pool = await db.async_pool()
+        async with pool.connection() as conn:
+            cursor = await conn.execute(statement, params)
+            return {row[0] for row in await cursor.fetchall()}
 
     async def _execute(self, statement: str, params: list[Any]) -> int:
         pool = await db.async_pool()

@@ -5,7 +5,6 @@ batch of status changes) per statement, never one per row, because every NOTIFY 
 database-wide lock at commit. PostgreSQL also folds identical notifications of one transaction.
 """
 
-import django.contrib.postgres.fields
 import django.db.models.functions.datetime
 from django.db import migrations, models
 
@@ -24,11 +23,8 @@ class Migration(migrations.Migration):
                 ("pid", models.IntegerField()),
                 (
                     "queues",
-                    django.contrib.postgres.fields.ArrayField(
-                        base_field=models.CharField(max_length=100),
-                        blank=True,
-                        null=True,
-                        size=None,
+                    models.JSONField(
+                        blank=True, help_text="Queues served; null: every queue.", null=True
                     ),
                 ),
                 ("concurrency", models.IntegerField()),
