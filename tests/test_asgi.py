@@ -54,7 +54,8 @@ async def test_startup_failure_is_reported_to_the_server(settings: Any) -> None:
     assert "AUTOTASK_WORKERS must be a positive integer" in sent[0]["message"]
 
 
-async def test_http_scope_goes_to_the_wrapped_app_untouched() -> None:
+@pytest.mark.parametrize("scope_type", ["http", "websocket"])
+async def test_other_scopes_go_to_the_wrapped_app_untouched(scope_type: str) -> None:
     seen: list[Any] = []
 
     async def inner(scope: Any, receive: Any, send: Any) -> None:
@@ -65,7 +66,7 @@ async def test_http_scope_goes_to_the_wrapped_app_untouched() -> None:
 
     async def send(message: Any) -> None: ...
 
-    scope = {"type": "http", "path": "/"}
+    scope = {"type": scope_type, "path": "/"}
     await with_worker(inner)(scope, receive, send)
     assert seen == [(scope, receive, send)]
     assert runtime.get().worker is None

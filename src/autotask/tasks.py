@@ -12,16 +12,13 @@ import dataclasses
 import inspect
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from django.db import connections
 from django.utils import timezone
 
 from . import conf, db, registry, serialize, sql
 from .task import AsyncTaskHandle, TaskHandle
-
-if TYPE_CHECKING:
-    pass
 
 P = ParamSpec("P")
 R = TypeVar("R")
