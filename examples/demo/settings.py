@@ -80,7 +80,7 @@ AUTOTASK_HANDLE_TASK_IDLE_TIME = _number("AUTOTASK_HANDLE_TASK_IDLE_TIME", 10.0)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {"autotask": {"handlers": ["console"], "level": "INFO"}},
 }
