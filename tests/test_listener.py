@@ -1,0 +1,54 @@
+"""The shared LISTEN connection: it comes back after losing its connection, and says so."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.db import connection
+
+from autotask import DONE
+from tests.app.tasks import add
+from tests.conftest import wait_until
+
+pytestmark = pytest.mark.usefixtures("transactional_db")
+
+
+def _terminate_listener() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE application_name LIKE 'autotask listener%%' AND datname = current_database()"
+        )
+        return int(cursor.fetchone()[0])
+
+
+def _listening() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE application_name LIKE 'autotask listener%%' AND datname = current_database()"
+        )
+        return bool(cursor.fetchone()[0])
+
+
+def test_worker_keeps_running_tasks_after_its_listener_is_killed(settings, start_worker) -> None:
+    settings.AUTOTASK_HANDLE_TASK_IDLE_TIME = 60  # only a notification can wake the worker
+    start_worker()
+    assert add(1, 1).wait(10).status == DONE
+    assert _terminate_listener() == 1
+    time.sleep(0.1)
+    wait_until(_listening, timeout=10)
+    # With a 60 s poll, finishing within 20 s needs the reconnected listener's notification.
+    assert add(2, 2).wait(20).result == 4
+
+
+def test_a_run_enqueued_while_the_listener_was_down_runs_after_reconnect(
+    settings, start_worker
+) -> None:
+    settings.AUTOTASK_HANDLE_TASK_IDLE_TIME = 60
+    start_worker()
+    assert _terminate_listener() == 1
+    handle = add(3, 3)  # its NOTIFY may find nobody listening
+    assert handle.wait(20).result == 6
+    assert handle.finished_at is not None
