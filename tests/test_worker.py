@@ -94,7 +94,7 @@ def test_future_run_at_runs_when_due_not_at_the_next_poll(settings, start_worker
     handle.wait(10)
     waited = (handle.started_at - handle.enqueued_at).total_seconds()
     assert handle.status == DONE
-    assert 1.0 <= waited < 3.0, waited
+    assert 1.0 <= waited < 10.0, waited  # due after 1 s; the poll would have taken 30 s
 
 
 def test_priority_decides_the_order_of_claims(settings, start_worker: Callable) -> None:
@@ -122,11 +122,11 @@ def test_worker_serves_only_its_queues(settings, start_worker: Callable) -> None
 def test_concurrency_runs_tasks_side_by_side(settings, start_worker: Callable) -> None:
     settings.AUTOTASK_WORKERS = 4
     start_worker()
-    started = time.monotonic()
     handles = [sync_slow(0.5) for _ in range(2)] + [slow(0.5) for _ in range(2)]
     for handle in handles:
         assert handle.wait(10).result == "slept"
-    assert time.monotonic() - started < 1.8
+    # All four were running at once: each started before any of them finished.
+    assert max(h.started_at for h in handles) < min(h.finished_at for h in handles)
 
 
 def test_stop_puts_unfinished_runs_back_to_waiting_uncounted(worker: None) -> None:
