@@ -14,22 +14,21 @@ from tests.conftest import wait_until
 pytestmark = pytest.mark.usefixtures("transactional_db")
 
 
-def _terminate_listener() -> int:
+def _listener_backends(select: str) -> int:
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            f"SELECT {select} FROM pg_stat_activity "
             "WHERE application_name LIKE 'autotask listener%%' AND datname = current_database()"
         )
         return int(cursor.fetchone()[0])
 
 
+def _terminate_listener() -> int:
+    return _listener_backends("count(pg_terminate_backend(pid))")
+
+
 def _listening() -> bool:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE application_name LIKE 'autotask listener%%' AND datname = current_database()"
-        )
-        return bool(cursor.fetchone()[0])
+    return _listener_backends("count(*)") > 0
 
 
 def test_worker_keeps_running_tasks_after_its_listener_is_killed(settings, start_worker) -> None:
