@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
+from django.conf import settings
 from django.db import connections
 from django.utils import timezone
 
@@ -143,7 +144,7 @@ def _check_options(task: Task[..., Any]) -> None:
     if task.run_at is not None:
         if not isinstance(task.run_at, datetime):
             raise ValueError(f"run_at must be a datetime, not {task.run_at!r}.")
-        if timezone.is_naive(task.run_at):
+        if settings.USE_TZ and timezone.is_naive(task.run_at):
             raise ValueError(
                 f"run_at must be timezone-aware ({task.run_at!r} is naive): "
                 "use django.utils.timezone.make_aware() or a datetime with tzinfo."

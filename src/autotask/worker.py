@@ -199,6 +199,10 @@ class Worker:
             except psycopg.Error as exc:
                 logger.warning("autotask: claim failed (%s); retrying", exc)
                 pause = _ERROR_PAUSE
+            except Exception:
+                # Never let the claim loop die quietly while the heartbeat says all is well.
+                logger.exception("autotask: unexpected error in the claim loop; retrying")
+                pause = _ERROR_PAUSE
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), pause)
 
@@ -292,7 +296,11 @@ class Worker:
             ids = [run_id for run_id, _, _, _ in batch]
             params = [ids, [r for _, r, _, _ in batch], [t for _, _, t, _ in batch], self.id]
             write = functools.partial(self._fetch_ids, sql.SET_DONE_IF_RUNNING, params)
-            ours = await self._retrying(f"runs {ids}", write)
+            try:
+                ours = await self._retrying(f"runs {ids}", write)
+            except Exception:
+                logger.exception("autotask: could not finish runs %s", ids)
+                ours = None
             for run_id, _, _, written in batch:
                 if ours is not None and run_id not in ours:
                     logger.warning("autotask: run %s was no longer ours to finish", run_id)
