@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from django.db import connection
 from psycopg.conninfo import make_conninfo
 
-from autotask import db, runtime
+from autotask import runtime
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -30,13 +30,6 @@ def start_worker(transactional_db: None) -> Iterator[Callable[[], None]]:
 @pytest.fixture
 def worker(start_worker: Callable[[], None]) -> None:
     start_worker()
-
-
-@pytest.fixture
-async def close_pool() -> AsyncIterator[None]:
-    """Async tests enqueue through a pool bound to their own event loop: close it after."""
-    yield
-    await db.close_async_pool()
 
 
 def database_conninfo(**overrides: Any) -> str:

@@ -1,7 +1,9 @@
 from typing import Any
 
 import pytest
+from django.db.utils import ConnectionHandler
 
+from autotask import checks
 from autotask.checks import check_settings
 
 
@@ -10,14 +12,17 @@ def test_postgres_database_passes() -> None:
 
 
 @pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
-def test_other_database_is_refused_with_a_hint(settings: Any) -> None:
+def test_other_database_is_refused_with_a_hint(settings: Any, monkeypatch: Any) -> None:
     settings.DATABASES = {
         **settings.DATABASES,
         "other": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"},
     }
+    # Django's own handler caches DATABASES; a fresh one sees the override.
+    monkeypatch.setattr(checks, "connections", ConnectionHandler(settings.DATABASES))
     settings.AUTOTASK_DATABASE = "other"
     [error] = check_settings()
     assert error.id == "autotask.E002" and "PostgreSQL" in error.msg
+    assert "sqlite3" in error.msg
 
 
 def test_bad_setting_is_named(settings: Any) -> None:

@@ -8,10 +8,10 @@ import pytest
 from django.db import connection
 
 from autotask import DONE
+from autotask.listener import Listener
+from autotask.task import RUNNING, Status
 from tests.app.tasks import add
 from tests.conftest import wait_until
-
-pytestmark = pytest.mark.usefixtures("transactional_db")
 
 
 def _listener_backends(select: str) -> int:
@@ -31,6 +31,7 @@ def _listening() -> bool:
     return _listener_backends("count(*)") > 0
 
 
+@pytest.mark.usefixtures("transactional_db")
 def test_worker_keeps_running_tasks_after_its_listener_is_killed(settings, start_worker) -> None:
     settings.AUTOTASK_HANDLE_TASK_IDLE_TIME = 60  # only a notification can wake the worker
     start_worker()
@@ -42,6 +43,7 @@ def test_worker_keeps_running_tasks_after_its_listener_is_killed(settings, start
     assert add(2, 2).wait(20).result == 4
 
 
+@pytest.mark.usefixtures("transactional_db")
 def test_a_run_enqueued_while_the_listener_was_down_runs_after_reconnect(
     settings, start_worker
 ) -> None:
@@ -51,3 +53,25 @@ def test_a_run_enqueued_while_the_listener_was_down_runs_after_reconnect(
     handle = add(3, 3)  # its NOTIFY may find nobody listening
     assert handle.wait(20).result == 6
     assert handle.finished_at is not None
+
+
+def test_a_failing_subscriber_does_not_stop_the_others() -> None:
+    listener = Listener()
+    seen: list[Status | None] = []
+
+    def broken(status: Status | None) -> None:
+        raise RuntimeError("Event loop is closed")
+
+    listener.watch(7, broken)
+    listener.watch(7, seen.append)
+    listener._dispatch("autotask_status", "7:running,8:done")
+    listener._tell_everyone()
+    assert seen == [RUNNING, None]
+
+
+def test_malformed_status_payload_is_ignored() -> None:
+    listener = Listener()
+    seen: list[Status | None] = []
+    listener.watch(3, seen.append)
+    listener._dispatch("autotask_status", "garbage,3:nonsense,3:done")
+    assert seen == [Status.DONE]

@@ -54,3 +54,11 @@ def test_plain_json_round_trips() -> None:
 def test_result_that_is_not_json_is_refused() -> None:
     with pytest.raises(TypeError, match="return value"):
         serialize.dump_result("app.job", object())
+
+
+@pytest.mark.parametrize("text", ["a\x00b", "lone \ud800 surrogate"])
+def test_text_that_jsonb_refuses_is_refused_at_enqueue(text: str) -> None:
+    with pytest.raises(TypeError, match="NUL"):
+        serialize.dump_call("app.job", [text], {})
+    with pytest.raises(TypeError, match="key"):
+        serialize.dump_call("app.job", [{text: 1}], {})

@@ -47,7 +47,6 @@ def test_wait_holds_the_error_of_a_failed_run(worker: None) -> None:
     assert handle.error.message == "bad input"
 
 
-@pytest.mark.usefixtures("close_pool")
 async def test_async_updates_stream_until_final_with_the_result(worker: None) -> None:
     handle = await slow.defer(0.3)
     seen = [status async for status in handle.updates(timeout=10)]
@@ -55,7 +54,6 @@ async def test_async_updates_stream_until_final_with_the_result(worker: None) ->
     assert handle.result == "slept" and handle.ready
 
 
-@pytest.mark.usefixtures("close_pool")
 async def test_async_wait_refresh_and_get(worker: None) -> None:
     handle = await async_add.defer(5, 6)
     assert (await handle.wait(10)).result == 11
@@ -74,7 +72,6 @@ def test_updates_of_a_finished_run_yield_only_its_final_status(worker: None) -> 
     assert list(stale.updates()) == [WAITING, DONE]
 
 
-@pytest.mark.usefixtures("close_pool")
 async def test_async_wait_times_out() -> None:
     handle = await add.defer(1, 1)
     with pytest.raises(TimeoutError):

@@ -121,7 +121,7 @@ async def test_sync_call_inside_an_event_loop_says_to_use_defer() -> None:
         add(1, 2)
 
 
-@pytest.mark.usefixtures("transactional_db", "close_pool")
+@pytest.mark.usefixtures("transactional_db")
 async def test_defer_enqueues_through_the_async_pool() -> None:
     handle = await add.using(priority=9).defer(4, b=5)
     assert isinstance(handle, AsyncTaskHandle)

@@ -1,6 +1,7 @@
 """The runtime's worker against a real PostgreSQL: claim, run, finish, retry, shutdown."""
 
 import sys
+import threading
 import time
 from collections.abc import Callable
 
@@ -9,7 +10,17 @@ from django.db import connection, transaction
 
 from autotask import DONE, ERROR, RUNNING, WAITING, TaskHandle, runtime
 from autotask.models import TaskRun
-from tests.app.tasks import add, async_add, fail, fail_twice, not_json, slow, sync_slow
+from tests.app.tasks import (
+    add,
+    async_add,
+    async_record,
+    echo,
+    fail,
+    fail_twice,
+    not_json,
+    slow,
+    sync_slow,
+)
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.usefixtures("transactional_db")
@@ -167,3 +178,51 @@ def test_worker_registers_itself_and_leaves_at_stop(worker: None) -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM autotask_worker")
         assert cursor.fetchone()[0] == 0
+
+
+def test_result_postgresql_refuses_fails_alone_without_holding_up_others(
+    settings, start_worker: Callable
+) -> None:
+    settings.AUTOTASK_WORKERS = 4
+    with connection.cursor() as cursor:  # a refusal json.dumps cannot foresee
+        cursor.execute(
+            "ALTER TABLE autotask_task ADD CONSTRAINT test_no_poison "
+            "CHECK (result IS DISTINCT FROM '\"poison\"'::jsonb)"
+        )
+    try:
+        handles = [echo(n) for n in range(3)] + [echo("poison")] + [echo(n) for n in range(3, 6)]
+        start_worker()
+        finished = [handle.wait(10) for handle in handles]
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE autotask_task DROP CONSTRAINT test_no_poison")
+    poisoned = finished.pop(3)
+    assert poisoned.status == ERROR
+    assert poisoned.error.exception_class_path == "autotask.worker.ResultNotStored"
+    assert "test_no_poison" in poisoned.error.message
+    assert [(h.status, h.result) for h in finished] == [(DONE, n) for n in range(6)]
+
+
+def test_concurrent_starts_make_one_worker(worker: None) -> None:
+    runtime.stop()
+    threads = [threading.Thread(target=runtime.start) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM autotask_worker")
+        assert cursor.fetchone()[0] == 1
+    assert add(1, 2).wait(10).result == 3
+
+
+def test_async_orm_task_recovers_from_a_lost_connection(worker: None) -> None:
+    assert async_record("first").wait(10).status == DONE
+    with connection.cursor() as cursor:  # every Django connection but this test's own
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND application_name NOT LIKE 'autotask%%'"
+        )
+    handle = async_record("second").wait(10)
+    assert (handle.status, handle.error) == (DONE, None)

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from . import db, runtime
+from . import runtime
 
 logger = logging.getLogger("autotask")
 
@@ -51,7 +51,6 @@ async def _lifespan(receive: Receive, send: Send, shutdown_timeout: float | None
         elif message["type"] == "lifespan.shutdown":
             try:
                 await runtime.astop(shutdown_timeout)
-                await db.close_async_pool()
             except Exception as exc:
                 logger.exception("autotask: runtime failed to stop cleanly")
                 await send({"type": "lifespan.shutdown.failed", "message": f"autotask: {exc}"})

@@ -7,6 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
+from django.db import connections
 
 from . import conf
 
@@ -16,13 +17,12 @@ def check_settings(**kwargs: Any) -> list[checks.CheckMessage]:
         alias = conf.get().database
     except ImproperlyConfigured as exc:
         return [checks.Error(str(exc), id="autotask.E001")]
-    engine = settings.DATABASES[alias].get("ENGINE", "")
-    if engine != "django.db.backends.postgresql":
+    if connections[alias].vendor != "postgresql":  # PostGIS and other wrappers are fine
+        engine = settings.DATABASES[alias].get("ENGINE", "")
         return [
             checks.Error(
                 f"autotask stores tasks in PostgreSQL, but DATABASES[{alias!r}] uses {engine!r}.",
-                hint="Point AUTOTASK_DATABASE at a database with "
-                "ENGINE 'django.db.backends.postgresql'.",
+                hint="Point AUTOTASK_DATABASE at a PostgreSQL database.",
                 id="autotask.E002",
             )
         ]

@@ -13,6 +13,7 @@ import os
 import socket
 import threading
 import weakref
+from collections.abc import Sequence
 from typing import Any
 
 from django.db import connections
@@ -26,12 +27,17 @@ _DJANGO_ONLY = ("cursor_factory", "context")
 _pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncConnectionPool] = (
     weakref.WeakKeyDictionary()
 )
+_opening: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
 _pools_lock = threading.Lock()
 
 
 def connection_kwargs(*, purpose: str = "pool") -> dict[str, Any]:
     """psycopg keyword arguments for the database named by ``AUTOTASK_DATABASE``."""
-    params = dict(connections[conf.database()].get_connection_params())
+    # A wrapper of our own: ``connections[alias]`` would register one in the calling context,
+    # which on the runtime's loop every task would then inherit.
+    params = dict(connections.create_connection(conf.database()).get_connection_params())
     for key in _DJANGO_ONLY:
         params.pop(key, None)
     params.setdefault(
@@ -56,11 +62,21 @@ def listener_kwargs() -> dict[str, Any]:
 
 
 async def async_pool() -> AsyncConnectionPool:
-    """The open pool of the running event loop, created on first use."""
+    """The pool of the running event loop, created on first use (autotask uses the runtime's).
+
+    Opened without waiting for connections: if the database is down, each use fails on its
+    own (PoolTimeout) and the pool keeps trying in the background, instead of the pool being
+    closed for good by a failed first open.
+    """
     loop = asyncio.get_running_loop()
+    pool = _pools.get(loop)
+    if pool is not None and not pool.closed:
+        return pool
     with _pools_lock:
+        lock = _opening.setdefault(loop, asyncio.Lock())
+    async with lock:
         pool = _pools.get(loop)
-        if pool is None:
+        if pool is None or pool.closed:
             pool = AsyncConnectionPool(
                 # Every statement autotask sends through a pool stands alone: autocommit saves
                 # the BEGIN and COMMIT round trips around each (a third of throughput).
@@ -70,14 +86,21 @@ async def async_pool() -> AsyncConnectionPool:
                 open=False,
                 name=f"autotask-{id(loop):x}",
             )
+            await pool.open(wait=False)
             _pools[loop] = pool
-    if pool.closed:
-        await pool.open(wait=True)
     return pool
 
 
+async def fetchone(statement: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
+    """One statement through the running loop's pool; its first row, if any."""
+    pool = await async_pool()
+    async with pool.connection() as conn:
+        cursor = await conn.execute(statement, params)
+        return await cursor.fetchone()
+
+
 async def close_async_pool() -> None:
-    """Close the running loop's pool, if it has one (at lifespan or runtime shutdown)."""
+    """Close the running loop's pool, if it has one (at runtime shutdown)."""
     with _pools_lock:
         pool = _pools.pop(asyncio.get_running_loop(), None)
     if pool is not None:

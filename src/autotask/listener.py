@@ -11,6 +11,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import psycopg
 
@@ -92,16 +93,16 @@ class Listener:
 
     def _tell_everyone(self) -> None:
         for wake in list(self._wake_callbacks):
-            wake(None)
+            _call(wake, None)
         with self._lock:
             callbacks = [cb for cbs in self._watchers.values() for cb in cbs]
         for callback in callbacks:
-            callback(None)
+            _call(callback, None)
 
     def _dispatch(self, channel: str, payload: str) -> None:
         if channel == sql.WAKE_CHANNEL:
             for wake in list(self._wake_callbacks):
-                wake(payload)
+                _call(wake, payload)
             return
         for item in payload.split(","):
             try:
@@ -112,9 +113,17 @@ class Listener:
             with self._lock:
                 callbacks = list(self._watchers.get(run_id, ()))
             for callback in callbacks:
-                callback(status)
+                _call(callback, status)
 
 
 def _parse_status(item: str) -> tuple[int, Status]:
     run_id, _, status = item.partition(":")
     return int(run_id), Status(status)
+
+
+def _call(callback: Callable[[Any], None], value: Any) -> None:
+    """One subscriber's failure must not take the shared connection down for everyone."""
+    try:
+        callback(value)
+    except Exception:
+        logger.exception("autotask: a notification subscriber failed")

@@ -29,7 +29,8 @@ _CONNECT_TIMEOUT = 15.0
 
 class Runtime:
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards creating and forgetting the loop
+        self._lifecycle = threading.Lock()  # one start() or stop() at a time
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._listener = Listener()
@@ -67,6 +68,17 @@ class Runtime:
             raise RuntimeError("submit() was called from the runtime's own loop")
         return asyncio.run_coroutine_threadsafe(coro, loop)
 
+    async def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Await ``coro`` on the runtime's loop, from any event loop.
+
+        The process's one async pool lives on the runtime's loop; other loops (the ASGI
+        server's, ``asyncio.run`` in a script) borrow it rather than each opening their own.
+        """
+        loop = self._ensure_loop()
+        if _running_loop() is loop:
+            return await coro
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
+
     @contextmanager
     def watch(self, run_id: int, callback: StatusCallback) -> Iterator[None]:
         self._ensure_loop()
@@ -79,44 +91,48 @@ class Runtime:
     async def _start_worker(self) -> None:
         if self._worker is not None:
             return
-        worker = Worker(self._listener, conf.get())
+        settings = conf.get()
         await self._listener.wait_connected(timeout=_CONNECT_TIMEOUT)
+        worker = Worker(self._listener, settings)
         await worker.start()
         self._worker = worker
 
     async def _stop(self, timeout: float | None) -> None:
         worker, self._worker = self._worker, None
-        if worker is not None:
-            await worker.stop(conf.get().shutdown_timeout if timeout is None else timeout)
-        if self._listening is not None:
-            self._listening.cancel()
-            await asyncio.gather(self._listening, return_exceptions=True)
-        await db.close_async_pool()
+        try:
+            if worker is not None:
+                await worker.stop(conf.get().shutdown_timeout if timeout is None else timeout)
+        finally:
+            if self._listening is not None:
+                self._listening.cancel()
+                await asyncio.gather(self._listening, return_exceptions=True)
+            await db.close_async_pool()
 
     def start(self) -> None:
         """Start the worker in this process (idempotent); returns once it is registered."""
-        self.submit(self._start_worker()).result()
+        with self._lifecycle:
+            self.submit(self._start_worker()).result()
 
     async def astart(self) -> None:
-        await asyncio.wrap_future(self.submit(self._start_worker()))
+        await asyncio.to_thread(self.start)
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop the worker gracefully (see ``Worker.stop``), then the listener and the loop."""
-        if self._loop is None:
-            return
-        self.submit(self._stop(timeout)).result()
-        self._halt_loop()
+        with self._lifecycle:
+            if self._loop is None:
+                return
+            try:
+                self.submit(self._stop(timeout)).result()
+            finally:
+                self._halt_loop()
 
     async def astop(self, timeout: float | None = None) -> None:
-        if self._loop is None:
-            return
-        await asyncio.wrap_future(self.submit(self._stop(timeout)))
-        await asyncio.to_thread(self._halt_loop)
+        await asyncio.to_thread(self.stop, timeout)
 
     def _halt_loop(self) -> None:
         with self._lock:
             loop, thread = self._loop, self._thread
-            self._loop = self._thread = self._listening = None
+            self._loop = self._thread = self._listening = self._worker = None
             self._listener = Listener()
         if loop is None or thread is None:
             return

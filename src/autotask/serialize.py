@@ -1,8 +1,9 @@
-"""Arguments and results travel as JSON, and only values that survive the round trip are let in.
+"""Arguments and results travel as JSON, and only values that survive the trip are let in.
 
-Checking at enqueue time turns a late, confusing failure in a worker (a model instance that
-arrives as a string, a tuple that arrives as a list) into an immediate error naming the argument.
-No pickle anywhere: a row can only ever describe data, never code.
+Surviving means coming back unchanged from PostgreSQL's jsonb: no tuples (they return as lists),
+no sets, dates or model instances, no NaN, no NUL characters. Checking at enqueue time turns a
+late, confusing failure in a worker into an immediate error naming the argument. No pickle
+anywhere: a row can only ever describe data, never code.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ _HINTS: dict[str, str] = {
     "frozenset": "pass a sorted list",
     "tuple": "pass a list (JSON has no tuples)",
     "bytes": "pass a base64 or hex string",
+    "str": "jsonb cannot hold NUL ('\\x00') or lone surrogates: clean the text or encode it",
 }
 
 
@@ -34,10 +36,23 @@ def _hint(value: Any) -> str:
     )
 
 
+def _storable(text: str) -> bool:
+    """jsonb refuses NUL and text that is not valid Unicode (lone surrogates)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _find_problem(value: Any, path: str) -> tuple[str, Any] | None:
     """The path and value of the first part of ``value`` that JSON would not give back as is."""
-    if value is None or isinstance(value, bool | int | str):
+    if value is None or isinstance(value, bool | int):
         return None
+    if isinstance(value, str):
+        return None if _storable(value) else (path, value)
     if isinstance(value, float):
         return None if math.isfinite(value) else (path, value)
     if type(value) is list:
@@ -48,7 +63,7 @@ def _find_problem(value: Any, path: str) -> tuple[str, Any] | None:
         return None
     if type(value) is dict:
         for key, item in value.items():
-            if not isinstance(key, str):
+            if not isinstance(key, str) or not _storable(key):
                 return (f"{path} key {key!r}", key)
             problem = _find_problem(item, f"{path}[{key!r}]")
             if problem:
@@ -64,7 +79,7 @@ def _check(value: Any, path: str, what: str) -> None:
     where, bad = problem
     raise TypeError(
         f"{what} {where} ({bad!r:.60}) is of type {type(bad).__name__}, "
-        f"which does not survive a JSON round trip: {_hint(bad)}."
+        f"which cannot travel as JSON: {_hint(bad)}."
     )
 
 

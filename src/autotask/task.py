@@ -10,6 +10,7 @@ through a psycopg async pool and never block the event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import queue as _queue
 import time
@@ -251,7 +252,9 @@ class AsyncTaskHandle(_HandleState):
         inbox: asyncio.Queue[Status | None] = asyncio.Queue()
 
         def deliver(status: Status | None) -> None:
-            loop.call_soon_threadsafe(inbox.put_nowait, status)
+            # The caller's loop may be gone while this generator still waits to be closed.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(inbox.put_nowait, status)
 
         deadline = _deadline(timeout)
         with runtime.watch(self.id, deliver):
@@ -298,9 +301,6 @@ def _fetch_sync(run_id: int) -> tuple[Any, ...] | None:
 
 
 async def _fetch_async(run_id: int) -> tuple[Any, ...] | None:
-    from . import db
+    from . import db, runtime
 
-    pool = await db.async_pool()
-    async with pool.connection() as conn:
-        cursor = await conn.execute(sql.SELECT_RUN, [run_id])
-        return await cursor.fetchone()
+    return await runtime.get().call(db.fetchone(sql.SELECT_RUN, [run_id]))

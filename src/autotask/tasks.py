@@ -87,12 +87,12 @@ class Task(Generic[P, R]):
             return TaskHandle(cursor.fetchone())
 
     async def defer(self, *args: P.args, **kwargs: P.kwargs) -> AsyncTaskHandle:
-        """Enqueue a run without blocking the event loop (psycopg async pool, own commit)."""
+        """Enqueue a run without blocking the event loop (the runtime's psycopg pool; it
+        commits on its own, outside any transaction of the caller)."""
+        from . import runtime
+
         params = self._insert_params(args, kwargs)
-        pool = await db.async_pool()
-        async with pool.connection() as conn:
-            cursor = await conn.execute(sql.INSERT_RUN, params)
-            row = await cursor.fetchone()
+        row = await runtime.get().call(db.fetchone(sql.INSERT_RUN, params))
         assert row is not None
         return AsyncTaskHandle(row)
 

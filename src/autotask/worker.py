@@ -26,7 +26,9 @@ from typing import Any, TypeVar
 
 import psycopg
 import psycopg.errors
-from django.db import close_old_connections
+from asgiref.sync import sync_to_async
+from django.db import close_old_connections, connections
+from django.db.backends.signals import connection_created
 
 from . import conf, db, registry, serialize, sql
 from .listener import Listener
@@ -101,19 +103,50 @@ def _call_sync(task: Task[..., Any], args: list[Any], kwargs: dict[str, Any]) ->
         close_old_connections()
 
 
+# Whether asgiref's sync thread, where the async ORM runs, may hold a Django connection. Set by
+# Django's ``connection_created`` signal (from whichever thread), cleared by the hop below when
+# that thread holds none, so async tasks that never touch the ORM pay no thread hop.
+_orm_thread_may_hold_connection = True
+
+
+def _note_connection_created(**kwargs: Any) -> None:
+    global _orm_thread_may_hold_connection
+    _orm_thread_may_hold_connection = True
+
+
+def _close_old_and_check() -> bool:
+    close_old_connections()
+    return any(c.connection is not None for c in connections.all(initialized_only=True))
+
+
+async def _close_old_async_connections() -> None:
+    """The same for ``async def`` tasks, whose async ORM calls share asgiref's sync thread."""
+    global _orm_thread_may_hold_connection
+    if _orm_thread_may_hold_connection:
+        _orm_thread_may_hold_connection = await sync_to_async(_close_old_and_check)()
+
+
 def _error_json(exc: BaseException) -> str:
     cls = type(exc)
-    return json.dumps(
-        {
-            "type": f"{cls.__module__}.{cls.__qualname__}",
-            "message": str(exc),
-            "traceback": "".join(traceback.format_exception(exc)),
-        }
-    )
+    error = {
+        "type": f"{cls.__module__}.{cls.__qualname__}",
+        "message": str(exc),
+        "traceback": "".join(traceback.format_exception(exc)),
+    }
+    # jsonb cannot hold NUL; an error must always be storable, so it is made visible instead.
+    return json.dumps({key: text.replace("\x00", "\\x00") for key, text in error.items()})
 
 
 class TaskNotRegistered(LookupError):
     """A row names a task this process does not know; nothing is imported to find it."""
+
+
+class ResultNotStored(ValueError):
+    """PostgreSQL refused a task's result; the run ends in ERROR instead."""
+
+
+# A write failing with these may succeed if tried again; any other error is about the data.
+_TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError)
 
 
 class Worker:
@@ -129,7 +162,7 @@ class Worker:
         self._wake = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._stopping = False
-        self._threads = _DaemonThreadPool(settings.workers)
+        self._threads: _DaemonThreadPool | None = None
         self._background: list[asyncio.Task[None]] = []
         self._done: list[tuple[int, str, float, asyncio.Future[None]]] = []
         self._done_writer: asyncio.Task[None] | None = None
@@ -145,6 +178,8 @@ class Worker:
             raise RuntimeError(
                 "autotask's tables are missing from the database: run `manage.py migrate`."
             ) from None
+        self._threads = _DaemonThreadPool(self._slots)
+        connection_created.connect(_note_connection_created, dispatch_uid="autotask")
         self._unsubscribe = self._listener.on_wake(self._on_wake)
         self._background = [
             asyncio.create_task(self._serve(), name="autotask serve"),
@@ -171,11 +206,14 @@ class Worker:
         if self._done_writer is not None:
             # Write what finished before requeueing, or finished runs would run again.
             await asyncio.gather(self._done_writer, return_exceptions=True)
-        requeued = await self._execute(sql.SET_WAITING_IF_RUNNING_ON_WORKER, [self.id])
-        if requeued:
-            logger.warning("autotask: put %d unfinished runs back to waiting at shutdown", requeued)
-        await self._execute(sql.DELETE_WORKER, [self.id])
-        self._threads.shutdown(wait=False)
+        if self._threads is not None:
+            self._threads.shutdown(wait=False)
+        try:
+            requeued = await self._execute(sql.SET_WAITING_IF_RUNNING_ON_WORKER, [self.id])
+            if requeued:
+                logger.warning("autotask: put %d unfinished runs back to waiting", requeued)
+        finally:
+            await self._execute(sql.DELETE_WORKER, [self.id])
 
     def _on_wake(self, queue_name: str | None) -> None:
         if queue_name is None or self._queues is None or queue_name in self._queues:
@@ -250,7 +288,11 @@ class Worker:
                     "is its module imported (an app's tasks.py is found automatically)?"
                 )
             if task.is_async:
-                value = await task.func(*run.args, **run.kwargs)
+                await _close_old_async_connections()
+                try:
+                    value = await task.func(*run.args, **run.kwargs)
+                finally:
+                    await _close_old_async_connections()
             else:
                 loop = asyncio.get_running_loop()
                 value = await loop.run_in_executor(
@@ -268,18 +310,22 @@ class Worker:
         error = _error_json(exc)
         if task is not None and run.attempts < run.max_attempts:
             params = [error, self._settings.retry_delay, run.id, self.id]
-            await self._finish(sql.SET_RETRY_IF_RUNNING, params, run)
+            await self._finish(sql.SET_RETRY_IF_RUNNING, params, run.id)
             return
         ttl = task.ttl if task is not None else Task.ttl
         logger.error("autotask: run %s of %s failed: %r", run.id, run.name, exc)
-        await self._finish(sql.SET_ERROR_IF_RUNNING, [error, ttl, run.id, self.id], run)
+        await self._finish(sql.SET_ERROR_IF_RUNNING, [error, ttl, run.id, self.id], run.id)
 
-    async def _finish(self, statement: str, params: list[Any], run: _Claimed) -> None:
+    async def _finish(self, statement: str, params: list[Any], run_id: int) -> None:
         """Write one run's outcome (an error or a retry)."""
         write = functools.partial(self._execute, statement, params)
-        rowcount = await self._retrying(f"run {run.id}", write)
+        try:
+            rowcount = await self._retrying(f"run {run_id}", write)
+        except Exception:
+            logger.exception("autotask: could not finish run %s", run_id)
+            return
         if rowcount == 0:
-            logger.warning("autotask: run %s was no longer ours to finish", run.id)
+            logger.warning("autotask: run %s was no longer ours to finish", run_id)
 
     async def _finish_done(self, run: _Claimed, result: str, ttl: float) -> None:
         """Queue a DONE for the batch writer and wait until it is written."""
@@ -293,26 +339,43 @@ class Worker:
         """Write queued DONEs in batches: what queues up during one write goes in the next."""
         while self._done:
             batch, self._done = self._done, []
-            ids = [run_id for run_id, _, _, _ in batch]
-            params = [ids, [r for _, r, _, _ in batch], [t for _, _, t, _ in batch], self.id]
-            write = functools.partial(self._fetch_ids, sql.SET_DONE_IF_RUNNING, params)
             try:
-                ours = await self._retrying(f"runs {ids}", write)
+                await self._write_done_batch([(run_id, r, ttl) for run_id, r, ttl, _ in batch])
             except Exception:
-                logger.exception("autotask: could not finish runs %s", ids)
-                ours = None
-            for run_id, _, _, written in batch:
-                if ours is not None and run_id not in ours:
-                    logger.warning("autotask: run %s was no longer ours to finish", run_id)
+                logger.exception("autotask: could not finish runs %s", [b[0] for b in batch])
+            for *_, written in batch:
                 if not written.done():
                     written.set_result(None)
 
+    async def _write_done_batch(self, batch: list[tuple[int, str, float]]) -> None:
+        ids = [run_id for run_id, _, _ in batch]
+        params = [ids, [result for _, result, _ in batch], [ttl for *_, ttl in batch], self.id]
+        write = functools.partial(self._fetch_ids, sql.SET_DONE_IF_RUNNING, params)
+        try:
+            ours = await self._retrying(f"runs {ids}", write)
+        except psycopg.Error as exc:
+            # Refused for its data (PostgreSQL is pickier than json.dumps): find the culprit
+            # alone, so the other runs of the batch are not held back by it.
+            if len(batch) > 1:
+                for one in batch:
+                    await self._write_done_batch([one])
+                return
+            run_id, _, ttl = batch[0]
+            error = _error_json(ResultNotStored(f"PostgreSQL refused the result: {exc}"))
+            await self._finish(sql.SET_ERROR_IF_RUNNING, [error, ttl, run_id, self.id], run_id)
+            return
+        for run_id in set(ids) - ours if ours is not None else ():
+            logger.warning("autotask: run %s was no longer ours to finish", run_id)
+
     async def _retrying(self, what: str, write: Callable[[], Awaitable[T]]) -> T | None:
-        """Run a status write, retrying through short database outages; None if it never went."""
+        """Run a status write, retrying through short database outages; None if it never went.
+
+        Only connection trouble is retried: an error about the data would fail every time.
+        """
         for attempt in range(_FINISH_ATTEMPTS):
             try:
                 return await write()
-            except psycopg.Error as exc:
+            except _TRANSIENT as exc:
                 logger.warning("autotask: could not finish %s (%s)", what, exc)
                 await asyncio.sleep(_ERROR_PAUSE * (attempt + 1))
         logger.error("autotask: gave up finishing %s; left running until rescued", what)

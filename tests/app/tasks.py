@@ -68,3 +68,17 @@ async def slow(seconds: float) -> str:
 def sync_slow(seconds: float) -> str:
     time.sleep(seconds)
     return "slept"
+
+
+@task
+def echo(value: object) -> object:
+    return value
+
+
+@task
+async def async_record(key: str) -> int:
+    """An async task that uses Django's async ORM (through asgiref's sync thread)."""
+    from tests.app.models import Execution
+
+    execution = await Execution.objects.acreate(key=key, pid=os.getpid())
+    return execution.pk
