@@ -72,5 +72,15 @@ async def test_other_scopes_go_to_the_wrapped_app_untouched(scope_type: str) -> 
     assert runtime.get().worker is None
 
 
+async def test_a_server_without_lifespan_is_warned_about_once(caplog: Any) -> None:
+    async def inner(scope: Any, receive: Any, send: Any) -> None: ...
+
+    app = with_worker(inner)
+    for _ in range(3):
+        await app({"type": "http"}, _never_called, _never_called)
+    warnings = [r for r in caplog.records if "sent no lifespan events" in r.getMessage()]
+    assert len(warnings) == 1
+
+
 async def _never_called(scope: Any, receive: Any, send: Any) -> None:
     raise AssertionError("lifespan must not reach the wrapped app")

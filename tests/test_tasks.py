@@ -130,3 +130,24 @@ async def test_defer_enqueues_through_the_async_pool() -> None:
     assert again == handle and again.name == "tests.app.tasks.add"
     with pytest.raises(TypeError, match="argument 'b'"):
         await add.defer(1, b={2})
+
+
+@pytest.mark.django_db
+def test_waiting_inside_the_enqueuing_transaction_is_a_clear_error() -> None:
+    handle = add(1, 2)  # the db fixture's transaction is still open
+    with pytest.raises(RuntimeError, match="still open"):
+        handle.wait(5)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_enqueue_before_migrate_says_to_migrate() -> None:
+    from django.core.management import call_command
+
+    call_command("migrate", "autotask", "zero", verbosity=0)
+    try:
+        with pytest.raises(RuntimeError, match=r"manage\.py migrate"):
+            add(1, 2)
+        with pytest.raises(RuntimeError, match=r"manage\.py migrate"):
+            asyncio.run(add.defer(1, 2))
+    finally:
+        call_command("migrate", "autotask", verbosity=0)

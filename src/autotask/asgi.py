@@ -1,7 +1,9 @@
 """``with_worker(app)``: an ASGI wrapper whose lifespan starts and stops this process's runtime.
 
-Every other scope (http, websocket) goes straight to the wrapped app. If the wrapped app handles
-lifespan too (Starlette, Django >= 5.x does not), it still sees the events after ours.
+Lifespan events are answered here and not passed on, so wrap a Django app (which ignores
+lifespan) rather than one with startup hooks of its own. Every other scope (http, websocket)
+goes straight to the wrapped app. A server that sends no lifespan events (``--lifespan off``,
+some servers) never starts the worker; the first request then logs a warning saying so.
 """
 
 from __future__ import annotations
@@ -28,11 +30,22 @@ def with_worker(app: ASGIApp, *, shutdown_timeout: float | None = None) -> ASGIA
     to finish before they are put back to waiting.
     """
 
+    lifespan_seen = False
+
     async def application(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "lifespan":
-            await app(scope, receive, send)
+        nonlocal lifespan_seen
+        if scope["type"] == "lifespan":
+            lifespan_seen = True
+            await _lifespan(receive, send, shutdown_timeout)
             return
-        await _lifespan(receive, send, shutdown_timeout)
+        if not lifespan_seen:
+            lifespan_seen = True  # warn once
+            logger.warning(
+                "autotask: the ASGI server sent no lifespan events, so this process runs no "
+                "tasks. Enable lifespan (uvicorn: --lifespan on) or run `manage.py "
+                "autotask_worker` beside it."
+            )
+        await app(scope, receive, send)
 
     return application
 

@@ -16,6 +16,7 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
+import psycopg.errors
 from django.db import connections
 from psycopg_pool import AsyncConnectionPool
 
@@ -31,6 +32,15 @@ _opening: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
     weakref.WeakKeyDictionary()
 )
 _pools_lock = threading.Lock()
+
+
+MISSING_TABLES = "autotask's tables are missing from the database: run `manage.py migrate`."
+
+
+def is_missing_table(exc: BaseException) -> bool:
+    """Whether ``exc`` (psycopg's, or Django's wrapping it) says an autotask table is missing."""
+    cause = exc if isinstance(exc, psycopg.errors.UndefinedTable) else exc.__cause__
+    return isinstance(cause, psycopg.errors.UndefinedTable) and "autotask_" in str(cause)
 
 
 def connection_kwargs(*, purpose: str = "pool") -> dict[str, Any]:

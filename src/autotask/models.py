@@ -59,6 +59,8 @@ class TaskRun(models.Model):
                 name="autotask_task_claim_any",
                 condition=models.Q(status="waiting"),
             ),
+            # The earliest run_at still to come, for the worker's next wake-up.
+            models.Index("run_at", name="autotask_task_due", condition=models.Q(status="waiting")),
             models.Index(
                 "worker_id", name="autotask_task_running", condition=models.Q(status="running")
             ),

@@ -15,8 +15,11 @@ INSERT_RUN = f"""
 INSERT INTO autotask_task (name, queue, args, kwargs, priority, max_attempts, run_at, status)
 VALUES (%s, %s, %s::jsonb, %s::jsonb, %s, %s,
         COALESCE(%s::timestamptz, now() + %s * interval '1 second'), 'waiting')
-RETURNING {RUN_COLUMNS}
+RETURNING {RUN_COLUMNS}, txid_current()
 """
+
+# The enqueuing transaction, to tell a caller waiting on a run nobody can see yet.
+CURRENT_TRANSACTION = "SELECT txid_current_if_assigned()"
 
 SELECT_RUN = f"SELECT {RUN_COLUMNS} FROM autotask_task WHERE id = %s"
 

@@ -78,6 +78,8 @@ class _HandleState:
     finished_at: datetime | None
     result: Any
     error: TaskError | None
+    # Set when enqueued inside a transaction that may still be open (sync enqueue only).
+    _enqueued_by: int | None = None
 
     def __init__(self, row: tuple[Any, ...]) -> None:
         self._apply(row)
@@ -189,6 +191,7 @@ class TaskHandle(_HandleState):
         """
         from . import runtime
 
+        self._check_visible()
         inbox: _queue.SimpleQueue[Status | None] = _queue.SimpleQueue()
         deadline = _deadline(timeout)
         with runtime.watch(self.id, inbox.put):
@@ -215,6 +218,27 @@ class TaskHandle(_HandleState):
                     self.refresh()
                     if self.status != previous:
                         yield self.status
+
+    def _check_visible(self) -> None:
+        """Waiting on a run inside the still-open transaction that enqueued it cannot end."""
+        if self._enqueued_by is None:
+            return
+        from django.db import connections
+
+        from . import conf
+
+        connection = connections[conf.database()]
+        if connection.in_atomic_block:
+            with connection.cursor() as cursor:
+                cursor.execute(sql.CURRENT_TRANSACTION)
+                if cursor.fetchone()[0] == self._enqueued_by:
+                    raise RuntimeError(
+                        f"Task run #{self.id} was enqueued in the transaction that is still "
+                        "open, so no worker can see it yet: wait for it after the "
+                        "transaction.atomic() block. (In tests, use transactional_db.)"
+                    )
+        else:
+            self._enqueued_by = None
 
     def wait(self, timeout: float | None = None) -> Self:
         """Block until the run is finished; TimeoutError after ``timeout`` seconds."""

@@ -8,14 +8,16 @@ on the same object (calling it, and ``await task.defer()``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
+import psycopg
 from django.conf import settings
-from django.db import connections
+from django.db import DatabaseError, connections
 from django.utils import timezone
 
 from . import conf, db, registry, serialize, sql
@@ -82,9 +84,14 @@ class Task(Generic[P, R]):
                 f"Use `await {self.func.__name__}.defer(...)` in async code."
             )
         params = self._insert_params(args, kwargs)
-        with connections[conf.database()].cursor() as cursor:
+        connection = connections[conf.database()]
+        with _tables_required(), connection.cursor() as cursor:
             cursor.execute(sql.INSERT_RUN, params)
-            return TaskHandle(cursor.fetchone())
+            *row, transaction_id = cursor.fetchone()
+        handle = TaskHandle(tuple(row))
+        if connection.in_atomic_block:
+            handle._enqueued_by = transaction_id
+        return handle
 
     async def defer(self, *args: P.args, **kwargs: P.kwargs) -> AsyncTaskHandle:
         """Enqueue a run without blocking the event loop (the runtime's psycopg pool; it
@@ -92,9 +99,10 @@ class Task(Generic[P, R]):
         from . import runtime
 
         params = self._insert_params(args, kwargs)
-        row = await runtime.get().call(db.fetchone(sql.INSERT_RUN, params))
+        with _tables_required():
+            row = await runtime.get().call(db.fetchone(sql.INSERT_RUN, params))
         assert row is not None
-        return AsyncTaskHandle(row)
+        return AsyncTaskHandle(row[:-1])
 
     def call(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the function itself, now, in this process (for an async task: its coroutine)."""
@@ -113,6 +121,17 @@ class Task(Generic[P, R]):
             self.run_at,
             self.delay,
         ]
+
+
+@contextlib.contextmanager
+def _tables_required() -> Iterator[None]:
+    """Enqueueing before ``migrate`` says so, instead of a bare 'relation does not exist'."""
+    try:
+        yield
+    except (DatabaseError, psycopg.Error) as exc:
+        if db.is_missing_table(exc):
+            raise RuntimeError(db.MISSING_TABLES) from exc
+        raise
 
 
 def _seconds(value: float | timedelta, field: str) -> float:

@@ -174,10 +174,8 @@ class Worker:
                 sql.INSERT_WORKER,
                 [self.id, socket.gethostname(), os.getpid(), json.dumps(self._queues), self._slots],
             )
-        except psycopg.errors.UndefinedTable:
-            raise RuntimeError(
-                "autotask's tables are missing from the database: run `manage.py migrate`."
-            ) from None
+        except psycopg.errors.UndefinedTable as exc:
+            raise RuntimeError(db.MISSING_TABLES) from exc
         self._threads = _DaemonThreadPool(self._slots)
         connection_created.connect(_note_connection_created, dispatch_uid="autotask")
         self._unsubscribe = self._listener.on_wake(self._on_wake)

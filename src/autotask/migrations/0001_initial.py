@@ -128,6 +128,11 @@ class Migration(migrations.Migration):
                         name="autotask_task_claim_any",
                     ),
                     models.Index(
+                        models.F("run_at"),
+                        condition=models.Q(("status", "waiting")),
+                        name="autotask_task_due",
+                    ),
+                    models.Index(
                         models.F("worker_id"),
                         condition=models.Q(("status", "running")),
                         name="autotask_task_running",
