@@ -20,7 +20,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Self
 
-from . import sql
+from django.db import connections
+
+from . import conf, db, sql
 
 
 class Status(StrEnum):
@@ -133,8 +135,6 @@ def _deadline(timeout: float | None) -> float | None:
 
 def _wait_time(deadline: float | None, handle: _HandleState) -> float:
     """Seconds to wait for the next notification: the poll interval, cut by the deadline."""
-    from . import conf
-
     poll = conf.get().idle_time
     if deadline is None:
         return poll
@@ -223,10 +223,6 @@ class TaskHandle(_HandleState):
         """Waiting on a run inside the still-open transaction that enqueued it cannot end."""
         if self._enqueued_by is None:
             return
-        from django.db import connections
-
-        from . import conf
-
         connection = connections[conf.database()]
         if connection.in_atomic_block:
             with connection.cursor() as cursor:
@@ -314,10 +310,6 @@ class AsyncTaskHandle(_HandleState):
 
 
 def _fetch_sync(run_id: int) -> tuple[Any, ...] | None:
-    from django.db import connections
-
-    from . import conf
-
     with connections[conf.database()].cursor() as cursor:
         cursor.execute(sql.SELECT_RUN, [run_id])
         row: tuple[Any, ...] | None = cursor.fetchone()
@@ -325,6 +317,6 @@ def _fetch_sync(run_id: int) -> tuple[Any, ...] | None:
 
 
 async def _fetch_async(run_id: int) -> tuple[Any, ...] | None:
-    from . import db, runtime
+    from . import runtime  # runtime -> listener -> this module
 
     return await runtime.get().call(db.fetchone(sql.SELECT_RUN, [run_id]))
