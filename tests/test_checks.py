@@ -4,7 +4,7 @@ import pytest
 from django.db.utils import ConnectionHandler
 
 from autotask import checks
-from autotask.checks import check_settings
+from autotask.checks import check_setting_names, check_settings
 
 
 def test_postgres_database_passes() -> None:
@@ -29,3 +29,20 @@ def test_bad_setting_is_named(settings: Any) -> None:
     settings.AUTOTASK_DATABASE = "nope"
     [error] = check_settings()
     assert error.id == "autotask.E001" and "AUTOTASK_DATABASE" in error.msg
+
+
+def test_misspelt_setting_is_warned_about_with_a_suggestion(settings: Any) -> None:
+    settings.AUTOTASK_WORKER_MONITOR_INTERVAL = 3  # the seed's name has two Ls
+    settings.AUTOTASK_IS_ACTIVE = True
+    warnings = {w.id: w for w in check_setting_names()}
+    assert set(warnings) == {"autotask.W001", "autotask.W002"}
+    assert (
+        "AUTOTASK_WORKER_MONITOR_INTERVAL is not an autotask setting"
+        in warnings["autotask.W001"].msg
+    )
+    assert warnings["autotask.W001"].hint == "Did you mean AUTOTASK_WORKER_MONITOR_INTERVALL?"
+    assert "AUTOTASK_IS_ACTIVE" in warnings["autotask.W002"].msg
+
+
+def test_known_settings_raise_no_warning() -> None:
+    assert check_setting_names() == []

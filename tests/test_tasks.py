@@ -100,8 +100,10 @@ def test_using_sets_run_at_priority_and_queue_on_the_row() -> None:
 
 @pytest.mark.django_db
 def test_bad_arguments_fail_at_enqueue_and_write_nothing() -> None:
-    with pytest.raises(TypeError, match="argument 0"):
+    with pytest.raises(TypeError, match=r"add\(\): argument 'a' \(\{1\}\) is of type set"):
         add({1}, 2)
+    with pytest.raises(TypeError, match=r"argument 'b' \(\(2,\)\) is of type tuple"):
+        add(1, (2,))
     with pytest.raises(TypeError, match="missing a required argument: 'b'"):
         add(1)
     assert not TaskRun.objects.exists()
@@ -151,3 +153,13 @@ def test_enqueue_before_migrate_says_to_migrate() -> None:
             asyncio.run(add.defer(1, 2))
     finally:
         call_command("migrate", "autotask", verbosity=0)
+
+
+def test_variadic_positional_arguments_are_named_by_position() -> None:
+    @task(name="tests.variadic")
+    def variadic(first: int, *rest: int, flag: bool = False) -> None: ...
+
+    with pytest.raises(TypeError, match=r"argument 'rest\[1\]'"):
+        variadic(1, 2, {3})
+    with pytest.raises(TypeError, match=r"argument 'flag'"):
+        variadic(1, flag={True})

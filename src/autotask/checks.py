@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 from django.conf import settings
@@ -29,5 +30,35 @@ def check_settings(**kwargs: Any) -> list[checks.CheckMessage]:
     return []
 
 
+# Settings of the seed API that this version does not act on yet.
+_NOT_YET = {"AUTOTASK_IS_ACTIVE", "AUTOTASK_CLEAN_INTERVALL"}
+
+
+def check_setting_names(**kwargs: Any) -> list[checks.CheckMessage]:
+    """A misspelt setting is silently ignored otherwise (the seed's INTERVALL has two Ls)."""
+    messages: list[checks.CheckMessage] = []
+    for name in sorted(n for n in dir(settings) if n.startswith("AUTOTASK_")):
+        if name in conf.DEFAULTS:
+            continue
+        if name in _NOT_YET:
+            messages.append(
+                checks.Warning(
+                    f"{name} is a setting of the seed API that this version does not act on yet.",
+                    id="autotask.W002",
+                )
+            )
+            continue
+        close = difflib.get_close_matches(name, list(conf.DEFAULTS), n=1)
+        messages.append(
+            checks.Warning(
+                f"{name} is not an autotask setting and is ignored.",
+                hint=f"Did you mean {close[0]}?" if close else "See the settings in the README.",
+                id="autotask.W001",
+            )
+        )
+    return messages
+
+
 def register() -> None:
     checks.register(check_settings)
+    checks.register(check_setting_names)

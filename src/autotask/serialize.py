@@ -83,10 +83,19 @@ def _check(value: Any, path: str, what: str) -> None:
     )
 
 
-def dump_call(task_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> tuple[str, str]:
-    """JSON text for a call's arguments; TypeError naming the first argument that is not JSON."""
+def dump_call(
+    task_name: str,
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    names: Sequence[str] = (),
+) -> tuple[str, str]:
+    """JSON text for a call's arguments; TypeError naming the first argument that is not JSON.
+
+    ``names`` gives the parameter name of each positional argument, where known.
+    """
     for index, arg in enumerate(args):
-        _check(arg, f"argument {index}", f"{task_name}():")
+        label = repr(names[index]) if index < len(names) else str(index)
+        _check(arg, f"argument {label}", f"{task_name}():")
     for name, arg in kwargs.items():
         _check(arg, f"argument {name!r}", f"{task_name}():")
     return json.dumps(list(args)), json.dumps(dict(kwargs))

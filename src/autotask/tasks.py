@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import inspect
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -105,12 +106,12 @@ class Task(Generic[P, R]):
         return AsyncTaskHandle(row[:-1])
 
     def call(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Run the function itself, now, in this process (for an async task: its coroutine)."""
+        """Run the function itself, now, in this process (an async task's: await the result)."""
         return self.func(*args, **kwargs)
 
     def _insert_params(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
-        _check_signature(self, args, kwargs)
-        args_json, kwargs_json = serialize.dump_call(self.name, args, kwargs)
+        names = _positional_names(self, args, kwargs)
+        args_json, kwargs_json = serialize.dump_call(self.name, args, kwargs, names)
         return [
             self.name,
             self.queue,
@@ -170,12 +171,32 @@ def _check_options(task: Task[..., Any]) -> None:
             )
 
 
-def _check_signature(task: Task[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    """Fail at enqueue, not in the worker, when the call could never bind to the function."""
+@functools.cache
+def _signature(func: Callable[..., Any]) -> inspect.Signature:
+    return inspect.signature(func)
+
+
+def _positional_names(
+    task: Task[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> list[str]:
+    """The parameter name of each positional argument, so errors can name it.
+
+    Binding also fails the call at enqueue, not in the worker, when it could never bind.
+    """
+    signature = _signature(task.func)
     try:
-        inspect.signature(task.func).bind(*args, **kwargs)
+        signature.bind(*args, **kwargs)
     except TypeError as exc:
         raise TypeError(f"{task.name}(): {exc}") from None
+    names: list[str] = []
+    for name, parameter in signature.parameters.items():
+        if parameter.kind is inspect.Parameter.VAR_POSITIONAL:
+            names.extend(f"{name}[{i}]" for i in range(len(args) - len(names)))
+        elif parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
+            names.append(name)
+        if len(names) >= len(args):
+            break
+    return names[: len(args)]
 
 
 def _name_of(func: Callable[..., Any]) -> str:

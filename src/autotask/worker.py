@@ -209,7 +209,7 @@ class Worker:
         try:
             requeued = await self._execute(sql.SET_WAITING_IF_RUNNING_ON_WORKER, [self.id])
             if requeued:
-                logger.warning("autotask: put %d unfinished runs back to waiting", requeued)
+                logger.warning("autotask: put %d unfinished run(s) back to waiting", requeued)
         finally:
             await self._execute(sql.DELETE_WORKER, [self.id])
 
