@@ -1,5 +1,8 @@
 """Handles: rebuilt from an id, refreshed, waited on, streamed (sync and async twins)."""
 
+import asyncio
+import threading
+
 import pytest
 
 from autotask import DONE, ERROR, RUNNING, WAITING, AsyncTaskHandle, TaskHandle
@@ -76,3 +79,18 @@ async def test_async_wait_times_out() -> None:
     handle = await add.defer(1, 1)
     with pytest.raises(TimeoutError):
         await handle.wait(0.2)
+
+
+def test_a_call_in_flight_when_the_runtime_stops_ends_with_an_error(worker: None) -> None:
+    from autotask import db, runtime
+
+    async def slow_query() -> object:
+        return await runtime.get().call(db.fetchone("SELECT pg_sleep(5)", []))
+
+    stopper = threading.Timer(0.3, runtime.stop)
+    stopper.start()
+    try:
+        with pytest.raises(RuntimeError, match="stopped during the call"):
+            asyncio.run(asyncio.wait_for(slow_query(), 10))
+    finally:
+        stopper.join()

@@ -5,18 +5,24 @@ import threading
 import time
 from collections.abc import Callable
 
+import psycopg
+import psycopg.errors
 import pytest
 from django.db import connection, transaction
 
 from autotask import DONE, ERROR, RUNNING, WAITING, TaskHandle, runtime
 from autotask.models import TaskRun
+from autotask.worker import _is_transient
+from tests.app.models import Execution
 from tests.app.tasks import (
     add,
     async_add,
     async_record,
+    async_stream,
     echo,
     fail,
     fail_twice,
+    fail_with_surrogate,
     not_json,
     slow,
     sync_slow,
@@ -226,3 +232,39 @@ def test_async_orm_task_recovers_from_a_lost_connection(worker: None) -> None:
         )
     handle = async_record("second").wait(10)
     assert (handle.status, handle.error) == (DONE, None)
+
+
+def test_async_orm_tasks_running_together_keep_their_own_connections(
+    settings, start_worker: Callable
+) -> None:
+    settings.AUTOTASK_WORKERS = 4
+    for n in range(5):
+        Execution.objects.create(key=f"row-{n}")
+    start_worker()
+    streaming = async_stream(0.1)
+    wait_until(lambda: streaming.refresh().status == RUNNING)
+    others = [async_record(f"other-{n}") for n in range(6)]
+    assert [h.wait(10).status for h in others] == [DONE] * 6
+    assert (streaming.wait(10).status, streaming.error, streaming.result) == (DONE, None, 5)
+
+
+def test_an_error_postgresql_could_not_store_as_is_is_stored_escaped(worker: None) -> None:
+    handle = fail_with_surrogate().wait(10)
+    assert handle.status == ERROR
+    assert handle.error.message == "cannot process file \\udcff.txt"
+
+
+@pytest.mark.parametrize(
+    ("error", "transient"),
+    [
+        (psycopg.OperationalError("connection lost"), True),
+        (psycopg.errors.AdminShutdown(), True),
+        (psycopg.errors.lookup("08006")(), True),
+        (psycopg.errors.SerializationFailure(), True),
+        (psycopg.errors.ProgramLimitExceeded(), False),
+        (psycopg.errors.CheckViolation(), False),
+        (psycopg.errors.InvalidTextRepresentation(), False),
+    ],
+)
+def test_only_connection_trouble_is_retried(error: psycopg.Error, transient: bool) -> None:
+    assert _is_transient(error) is transient

@@ -39,15 +39,20 @@ def with_worker(app: ASGIApp, *, shutdown_timeout: float | None = None) -> ASGIA
             await _lifespan(receive, send, shutdown_timeout)
             return
         if not lifespan_seen:
-            lifespan_seen = True  # warn once
-            logger.warning(
-                "autotask: the ASGI server sent no lifespan events, so this process runs no "
-                "tasks. Enable lifespan (uvicorn: --lifespan on) or run `manage.py "
-                "autotask_worker` beside it."
-            )
+            lifespan_seen = True  # look once
+            if runtime.get().worker is None:  # not started some other way either
+                _warn_no_lifespan()
         await app(scope, receive, send)
 
     return application
+
+
+def _warn_no_lifespan() -> None:
+    logger.warning(
+        "autotask: the ASGI server sent no lifespan events, so this process runs no "
+        "tasks. Enable lifespan (uvicorn: --lifespan on) or run `manage.py "
+        "autotask_worker` beside it."
+    )
 
 
 async def _lifespan(receive: Receive, send: Send, shutdown_timeout: float | None) -> None:

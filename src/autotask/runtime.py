@@ -77,7 +77,14 @@ class Runtime:
         loop = self._ensure_loop()
         if _running_loop() is loop:
             return await coro
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
+        future = asyncio.run_coroutine_threadsafe(coro, loop)
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            caller = asyncio.current_task()
+            if future.cancelled() and not (caller and caller.cancelling()):
+                raise RuntimeError("autotask's runtime stopped during the call") from None
+            raise
 
     @contextmanager
     def watch(self, run_id: int, callback: StatusCallback) -> Iterator[None]:
@@ -103,10 +110,13 @@ class Runtime:
             if worker is not None:
                 await worker.stop(conf.get().shutdown_timeout if timeout is None else timeout)
         finally:
-            if self._listening is not None:
-                self._listening.cancel()
-                await asyncio.gather(self._listening, return_exceptions=True)
             await db.close_async_pool()
+            # The listener, and calls from other loops still in flight, end now (RuntimeError
+            # for their callers), so that nothing waits on a loop that is about to stop.
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for other in others:
+                other.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
 
     def start(self) -> None:
         """Start the worker in this process (idempotent); returns once it is registered."""

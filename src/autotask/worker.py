@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import contextvars
 import functools
 import json
 import logging
@@ -26,7 +27,7 @@ from typing import Any, TypeVar
 
 import psycopg
 import psycopg.errors
-from asgiref.sync import sync_to_async
+from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.db import close_old_connections, connections
 from django.db.backends.signals import connection_created
 
@@ -103,27 +104,30 @@ def _call_sync(task: Task[..., Any], args: list[Any], kwargs: dict[str, Any]) ->
         close_old_connections()
 
 
-# Whether asgiref's sync thread, where the async ORM runs, may hold a Django connection. Set by
-# Django's ``connection_created`` signal (from whichever thread), cleared by the hop below when
-# that thread holds none, so async tasks that never touch the ORM pay no thread hop.
-_orm_thread_may_hold_connection = True
+# Set (in the task's context) when Django opens a connection for an ``async def`` task's ORM call.
+_connected: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "autotask_connected", default=False
+)
 
 
 def _note_connection_created(**kwargs: Any) -> None:
-    global _orm_thread_may_hold_connection
-    _orm_thread_may_hold_connection = True
+    _connected.set(True)
 
 
-def _close_old_and_check() -> bool:
-    close_old_connections()
-    return any(c.connection is not None for c in connections.all(initialized_only=True))
+async def _call_async(task: Task[..., Any], args: list[Any], kwargs: dict[str, Any]) -> Any:
+    """Run an ``async def`` task as Django's ASGI handler runs a request.
 
-
-async def _close_old_async_connections() -> None:
-    """The same for ``async def`` tasks, whose async ORM calls share asgiref's sync thread."""
-    global _orm_thread_may_hold_connection
-    if _orm_thread_may_hold_connection:
-        _orm_thread_may_hold_connection = await sync_to_async(_close_old_and_check)()
+    In a ThreadSensitiveContext of its own, its async ORM calls get a sync thread, and so a
+    connection, of their own, instead of sharing (and closing under each other) the one
+    process-wide thread. The connection is closed at the end, if the task opened one: the
+    thread goes away with the context.
+    """
+    async with ThreadSensitiveContext():
+        try:
+            return await task.func(*args, **kwargs)
+        finally:
+            if _connected.get():
+                await sync_to_async(connections.close_all)()
 
 
 def _error_json(exc: BaseException) -> str:
@@ -133,8 +137,14 @@ def _error_json(exc: BaseException) -> str:
         "message": str(exc),
         "traceback": "".join(traceback.format_exception(exc)),
     }
-    # jsonb cannot hold NUL; an error must always be storable, so it is made visible instead.
-    return json.dumps({key: text.replace("\x00", "\\x00") for key, text in error.items()})
+    return json.dumps({key: _storable_text(text) for key, text in error.items()})
+
+
+def _storable_text(text: str) -> str:
+    """An error must always be storable: jsonb refuses NUL and lone surrogates, so both are
+    written out as escapes instead."""
+    text = text.replace("\x00", "\\x00")
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class TaskNotRegistered(LookupError):
@@ -142,11 +152,18 @@ class TaskNotRegistered(LookupError):
 
 
 class ResultNotStored(ValueError):
-    """PostgreSQL refused a task's result; the run ends in ERROR instead."""
+    """PostgreSQL refused to store a task's result (or error); the run ends in ERROR instead."""
 
 
-# A write failing with these may succeed if tried again; any other error is about the data.
-_TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError)
+# SQLSTATEs of trouble that may pass (lost connection, shutdown, conflicts, lock timeouts);
+# any other error from the server is about the statement or its data and would recur.
+_TRANSIENT_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "40001", "40P01", "55P03", "57014"})
+
+
+def _is_transient(exc: psycopg.Error) -> bool:
+    if exc.sqlstate is None:  # raised by the client: connection lost, pool timeout
+        return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+    return exc.sqlstate.startswith("08") or exc.sqlstate in _TRANSIENT_SQLSTATES
 
 
 class Worker:
@@ -286,11 +303,7 @@ class Worker:
                     "is its module imported (an app's tasks.py is found automatically)?"
                 )
             if task.is_async:
-                await _close_old_async_connections()
-                try:
-                    value = await task.func(*run.args, **run.kwargs)
-                finally:
-                    await _close_old_async_connections()
+                value = await _call_async(task, run.args, run.kwargs)
             else:
                 loop = asyncio.get_running_loop()
                 value = await loop.run_in_executor(
@@ -306,24 +319,29 @@ class Worker:
 
     async def _fail(self, run: _Claimed, task: Task[..., Any] | None, exc: BaseException) -> None:
         error = _error_json(exc)
+        ttl = task.ttl if task is not None else Task.ttl
         if task is not None and run.attempts < run.max_attempts:
             params = [error, self._settings.retry_delay, run.id, self.id]
-            await self._finish(sql.SET_RETRY_IF_RUNNING, params, run.id)
-            return
-        ttl = task.ttl if task is not None else Task.ttl
-        logger.error("autotask: run %s of %s failed: %r", run.id, run.name, exc)
-        await self._finish(sql.SET_ERROR_IF_RUNNING, [error, ttl, run.id, self.id], run.id)
+            statement = sql.SET_RETRY_IF_RUNNING
+        else:
+            logger.error("autotask: run %s of %s failed: %r", run.id, run.name, exc)
+            params, statement = [error, ttl, run.id, self.id], sql.SET_ERROR_IF_RUNNING
+        if not await self._finish(statement, params, run.id):
+            # Refused for its data: end the run all the same, saying where the details are.
+            error = _error_json(ResultNotStored("the error could not be stored; see the log"))
+            await self._finish(sql.SET_ERROR_IF_RUNNING, [error, ttl, run.id, self.id], run.id)
 
-    async def _finish(self, statement: str, params: list[Any], run_id: int) -> None:
-        """Write one run's outcome (an error or a retry)."""
+    async def _finish(self, statement: str, params: list[Any], run_id: int) -> bool:
+        """Write one run's outcome (an error or a retry); False if refused for its data."""
         write = functools.partial(self._execute, statement, params)
         try:
             rowcount = await self._retrying(f"run {run_id}", write)
         except Exception:
             logger.exception("autotask: could not finish run %s", run_id)
-            return
+            return False
         if rowcount == 0:
             logger.warning("autotask: run %s was no longer ours to finish", run_id)
+        return True
 
     async def _finish_done(self, run: _Claimed, result: str, ttl: float) -> None:
         """Queue a DONE for the batch writer and wait until it is written."""
@@ -373,10 +391,12 @@ class Worker:
         for attempt in range(_FINISH_ATTEMPTS):
             try:
                 return await write()
-            except _TRANSIENT as exc:
+            except psycopg.Error as exc:
+                if not _is_transient(exc):
+                    raise
                 logger.warning("autotask: could not finish %s (%s)", what, exc)
                 await asyncio.sleep(_ERROR_PAUSE * (attempt + 1))
-        logger.error("autotask: gave up finishing %s; left running until rescued", what)
+        logger.error("autotask: gave up finishing %s; it stays 'running'", what)
         return None
 
     async def _beat(self) -> None:

@@ -82,3 +82,20 @@ async def async_record(key: str) -> int:
 
     execution = await Execution.objects.acreate(key=key, pid=os.getpid())
     return execution.pk
+
+
+@task
+async def async_stream(pause: float) -> int:
+    """Streams rows through the async ORM slowly, while other async tasks come and go."""
+    from tests.app.models import Execution
+
+    seen = 0
+    async for _ in Execution.objects.all().aiterator(chunk_size=1):
+        seen += 1
+        await asyncio.sleep(pause)
+    return seen
+
+
+@task
+def fail_with_surrogate() -> None:
+    raise ValueError("cannot process file \udcff.txt")
