@@ -2,8 +2,9 @@
 
 Surviving means coming back unchanged from PostgreSQL's jsonb: no tuples (they return as lists),
 no sets, dates or model instances, no NaN, no NUL characters. Checking at enqueue time turns a
-late, confusing failure in a worker into an immediate error naming the argument. No pickle
-anywhere: a row can only ever describe data, never code.
+late, confusing failure in a worker into an immediate error naming the argument. (One
+difference is let through: jsonb prints an integral float of 1e16 or more without a decimal
+point, so it returns as an int.) No pickle anywhere: a row can only ever describe data.
 """
 
 from __future__ import annotations
