@@ -1,24 +1,19 @@
 """The worker: wake -> claim -> run -> finish, on the runtime's event loop.
 
 It only orchestrates: SQL comes from ``sql.py``, connections from ``db.py``, wake-ups from the
-shared ``Listener``. ``async def`` tasks run as asyncio tasks on this loop; plain functions run
-in daemon threads, so that a task stuck past the shutdown timeout cannot keep the process alive
-(its run has been put back to waiting by then and will run again elsewhere).
+shared ``Listener``, and how a function is called from ``invoke.py``. Each claimed run is an
+asyncio task on this loop; ``async def`` functions run right there, plain ones in threads.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
-import contextvars
 import functools
 import json
 import logging
 import os
-import queue
 import socket
-import threading
 import traceback
 import uuid
 from collections.abc import Awaitable, Callable
@@ -27,11 +22,8 @@ from typing import Any, TypeVar
 
 import psycopg
 import psycopg.errors
-from asgiref.sync import ThreadSensitiveContext, sync_to_async
-from django.db import close_old_connections, connections
-from django.db.backends.signals import connection_created
 
-from . import conf, db, registry, serialize, sql
+from . import conf, db, invoke, registry, serialize, sql
 from .listener import Listener
 from .tasks import Task
 
@@ -53,81 +45,6 @@ class _Claimed:
     kwargs: dict[str, Any]
     attempts: int
     max_attempts: int
-
-
-class _DaemonThreadPool(concurrent.futures.Executor):
-    """A fixed set of daemon threads; ``ThreadPoolExecutor`` threads are joined at exit."""
-
-    def __init__(self, size: int) -> None:
-        self._jobs: queue.SimpleQueue[
-            tuple[concurrent.futures.Future[Any], Callable[[], Any]] | None
-        ]
-        self._jobs = queue.SimpleQueue()
-        self._threads = [
-            threading.Thread(target=self._work, name=f"autotask-sync-{n}", daemon=True)
-            for n in range(size)
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    def submit(
-        self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
-    ) -> concurrent.futures.Future[Any]:
-        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        self._jobs.put((future, lambda: fn(*args, **kwargs)))
-        return future
-
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        for _ in self._threads:
-            self._jobs.put(None)
-        if wait:
-            for thread in self._threads:
-                thread.join()
-
-    def _work(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            future, call = job
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                future.set_result(call())
-            except BaseException as exc:
-                future.set_exception(exc)
-
-
-def _call_sync(task: Task[..., Any], args: list[Any], kwargs: dict[str, Any]) -> Any:
-    """Run a plain task in a worker thread, as Django runs a request: connections checked around."""
-    close_old_connections()
-    try:
-        return task.func(*args, **kwargs)
-    finally:
-        close_old_connections()
-
-
-# Set (in the task's context) when Django opens a connection for an ``async def`` task's ORM call.
-_connected: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "autotask_connected", default=False
-)
-
-
-def _note_connection_created(**kwargs: Any) -> None:
-    _connected.set(True)
-
-
-async def _call_async(task: Task[..., Any], args: list[Any], kwargs: dict[str, Any]) -> Any:
-    """Run an ``async def`` task as Django's ASGI handler runs a request.
-
-    In a ThreadSensitiveContext of its own, its async ORM calls get a sync thread, and so a
-    connection, of their own, instead of sharing (and closing under each other) the one
-    process-wide thread. The connection is closed at the end, if the task opened one: the
-    thread goes away with the context.
-    """
-    async with ThreadSensitiveContext():
-        try:
-            return await task.func(*args, **kwargs)
-        finally:
-            if _connected.get():
-                await sync_to_async(connections.close_all)()
 
 
 def _error_json(exc: BaseException) -> str:
@@ -179,7 +96,7 @@ class Worker:
         self._wake = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._stopping = False
-        self._threads: _DaemonThreadPool | None = None
+        self._threads: invoke.DaemonThreadPool | None = None
         self._background: list[asyncio.Task[None]] = []
         self._done: list[tuple[int, str, float, asyncio.Future[None]]] = []
         self._done_writer: asyncio.Task[None] | None = None
@@ -193,8 +110,8 @@ class Worker:
             )
         except psycopg.errors.UndefinedTable as exc:
             raise RuntimeError(db.MISSING_TABLES) from exc
-        self._threads = _DaemonThreadPool(self._slots)
-        connection_created.connect(_note_connection_created, dispatch_uid="autotask")
+        self._threads = invoke.DaemonThreadPool(self._slots)
+        invoke.track_async_connections()
         self._unsubscribe = self._listener.on_wake(self._on_wake)
         self._background = [
             asyncio.create_task(self._serve(), name="autotask serve"),
@@ -303,11 +220,11 @@ class Worker:
                     "is its module imported (an app's tasks.py is found automatically)?"
                 )
             if task.is_async:
-                value = await _call_async(task, run.args, run.kwargs)
+                value = await invoke.call_async(task, run.args, run.kwargs)
             else:
                 loop = asyncio.get_running_loop()
                 value = await loop.run_in_executor(
-                    self._threads, _call_sync, task, run.args, run.kwargs
+                    self._threads, invoke.call_sync, task, run.args, run.kwargs
                 )
             result = serialize.dump_result(task.name, value)
         except asyncio.CancelledError:
