@@ -1,9 +1,9 @@
 """Connections to PostgreSQL for code that must not use Django's: the runtime and async enqueue.
 
 Parameters come from Django's own database settings, read when first needed: under the test
-runner the database name has been swapped to the test database by then. Pools are per event
-loop, since a psycopg async pool belongs to the loop that opened it (the runtime's loop, and in
-an ASGI server the server's loop).
+runner the database name has been swapped to the test database by then. A psycopg async pool
+belongs to the loop that opened it; autotask opens one, on the runtime's loop, and other loops
+borrow it through ``Runtime.call()``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import os
 import socket
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import psycopg.errors
@@ -101,12 +101,30 @@ async def async_pool() -> AsyncConnectionPool:
     return pool
 
 
-async def fetchone(statement: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
+Params = Sequence[Any] | Mapping[str, Any]
+
+
+async def fetchone(statement: str, params: Params) -> tuple[Any, ...] | None:
     """One statement through the running loop's pool; its first row, if any."""
     pool = await async_pool()
     async with pool.connection() as conn:
         cursor = await conn.execute(statement, params)
         return await cursor.fetchone()
+
+
+async def fetchall(statement: str, params: Params) -> list[tuple[Any, ...]]:
+    pool = await async_pool()
+    async with pool.connection() as conn:
+        cursor = await conn.execute(statement, params)
+        return await cursor.fetchall()
+
+
+async def execute(statement: str, params: Params) -> int:
+    """One statement through the running loop's pool; the number of rows it touched."""
+    pool = await async_pool()
+    async with pool.connection() as conn:
+        cursor = await conn.execute(statement, params)
+        return cursor.rowcount
 
 
 async def close_async_pool() -> None:

@@ -104,7 +104,7 @@ class Worker:
 
     async def start(self) -> None:
         try:
-            await self._execute(
+            await db.execute(
                 sql.INSERT_WORKER,
                 [self.id, socket.gethostname(), os.getpid(), json.dumps(self._queues), self._slots],
             )
@@ -141,11 +141,11 @@ class Worker:
         if self._threads is not None:
             self._threads.shutdown(wait=False)
         try:
-            requeued = await self._execute(sql.SET_WAITING_IF_RUNNING_ON_WORKER, [self.id])
+            requeued = await db.execute(sql.SET_WAITING_IF_RUNNING_ON_WORKER, [self.id])
             if requeued:
                 logger.warning("autotask: put %d unfinished run(s) back to waiting", requeued)
         finally:
-            await self._execute(sql.DELETE_WORKER, [self.id])
+            await db.execute(sql.DELETE_WORKER, [self.id])
 
     def _on_wake(self, queue_name: str | None) -> None:
         if queue_name is None or self._queues is None or queue_name in self._queues:
@@ -179,10 +179,7 @@ class Worker:
     async def _claim(self, limit: int) -> list[_Claimed]:
         params: dict[str, Any] = {"limit": limit, "worker_id": self.id, "queues": self._queues}
         statement = sql.CLAIM_RUNS_ANY_QUEUE if self._queues is None else sql.CLAIM_RUNS_IN_QUEUES
-        pool = await db.async_pool()
-        async with pool.connection() as conn:
-            cursor = await conn.execute(statement, params)
-            return [_Claimed(*row) for row in await cursor.fetchall()]
+        return [_Claimed(*row) for row in await db.fetchall(statement, params)]
 
     async def _seconds_until_due(self) -> float:
         """The fallback poll, cut short by the earliest waiting run's ``run_at``."""
@@ -190,10 +187,7 @@ class Worker:
             statement, params = sql.SECONDS_UNTIL_DUE_ANY_QUEUE, []
         else:
             statement, params = sql.SECONDS_UNTIL_DUE_IN_QUEUES, [self._queues]
-        pool = await db.async_pool()
-        async with pool.connection() as conn:
-            cursor = await conn.execute(statement, params)
-            row = await cursor.fetchone()
+        row = await db.fetchone(statement, params)
         seconds = None if row is None or row[0] is None else float(row[0])
         if seconds is None:
             return self._settings.idle_time
@@ -250,7 +244,7 @@ class Worker:
 
     async def _finish(self, statement: str, params: list[Any], run_id: int) -> bool:
         """Write one run's outcome (an error or a retry); False if refused for its data."""
-        write = functools.partial(self._execute, statement, params)
+        write = functools.partial(db.execute, statement, params)
         try:
             rowcount = await self._retrying(f"run {run_id}", write)
         except Exception:
@@ -283,7 +277,7 @@ class Worker:
     async def _write_done_batch(self, batch: list[tuple[int, str, float]]) -> None:
         ids = [run_id for run_id, _, _ in batch]
         params = [ids, [result for _, result, _ in batch], [ttl for *_, ttl in batch], self.id]
-        write = functools.partial(self._fetch_ids, sql.SET_DONE_IF_RUNNING, params)
+        write = functools.partial(db.fetchall, sql.SET_DONE_IF_RUNNING, params)
         try:
             ours = await self._retrying(f"runs {ids}", write)
         except psycopg.Error as exc:
@@ -297,7 +291,9 @@ class Worker:
             error = _error_json(ResultNotStored(f"PostgreSQL refused the result: {exc}"))
             await self._finish(sql.SET_ERROR_IF_RUNNING, [error, ttl, run_id, self.id], run_id)
             return
-        for run_id in set(ids) - ours if ours is not None else ():
+        if ours is None:  # gave up, and said so
+            return
+        for run_id in set(ids) - {row[0] for row in ours}:
             logger.warning("autotask: run %s was no longer ours to finish", run_id)
 
     async def _retrying(self, what: str, write: Callable[[], Awaitable[T]]) -> T | None:
@@ -320,18 +316,6 @@ class Worker:
         while True:
             await asyncio.sleep(self._settings.heartbeat_interval)
             try:
-                await self._execute(sql.UPDATE_WORKER_HEARTBEAT, [self.id])
+                await db.execute(sql.UPDATE_WORKER_HEARTBEAT, [self.id])
             except psycopg.Error as exc:
                 logger.warning("autotask: heartbeat failed (%s)", exc)
-
-    async def _fetch_ids(self, statement: str, params: list[Any]) -> set[int]:
-        pool = await db.async_pool()
-        async with pool.connection() as conn:
-            cursor = await conn.execute(statement, params)
-            return {row[0] for row in await cursor.fetchall()}
-
-    async def _execute(self, statement: str, params: list[Any]) -> int:
-        pool = await db.async_pool()
-        async with pool.connection() as conn:
-            cursor = await conn.execute(statement, params)
-            return cursor.rowcount
