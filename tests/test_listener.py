@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 
 from autotask import DONE
-from autotask.listener import Listener
+from autotask.runtime.listener import Listener
 from autotask.task import RUNNING, Status
 from tests.app.tasks import add
 from tests.conftest import wait_until

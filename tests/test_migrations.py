@@ -39,9 +39,9 @@ def test_migrate_to_zero_and_back() -> None:
 def test_insert_trigger_notifies_once_per_distinct_queue_per_statement() -> None:
     import psycopg
 
-    from autotask import db
+    from autotask.runtime.database import listener_kwargs
 
-    with psycopg.connect(**db.listener_kwargs()) as listener:
+    with psycopg.connect(**listener_kwargs()) as listener:
         listener.execute("LISTEN autotask")
         with connection.cursor() as cursor:
             cursor.execute(

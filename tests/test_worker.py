@@ -12,7 +12,7 @@ from django.db import connection, transaction
 
 from autotask import DONE, ERROR, RUNNING, WAITING, TaskHandle, runtime
 from autotask.models import TaskRun
-from autotask.worker import _is_transient
+from autotask.runtime.database import is_transient
 from tests.app.models import Execution
 from tests.app.tasks import (
     add,
@@ -83,7 +83,7 @@ def test_row_naming_an_unregistered_task_errors_without_importing_it(worker: Non
     run = TaskRun.objects.create(name="tests.app.never_imported.boom")
     handle = TaskHandle.get(run.pk).wait(10)
     assert handle.status == ERROR
-    assert handle.error.exception_class_path == "autotask.worker.TaskNotRegistered"
+    assert handle.error.exception_class_path == "autotask.exceptions.TaskNotRegistered"
     assert "'tests.app.never_imported.boom' is registered" in handle.error.message
     assert "tests.app.never_imported" not in sys.modules
 
@@ -204,7 +204,7 @@ def test_result_postgresql_refuses_fails_alone_without_holding_up_others(
             cursor.execute("ALTER TABLE autotask_task DROP CONSTRAINT test_no_poison")
     poisoned = finished.pop(3)
     assert poisoned.status == ERROR
-    assert poisoned.error.exception_class_path == "autotask.worker.ResultNotStored"
+    assert poisoned.error.exception_class_path == "autotask.exceptions.ResultNotStored"
     assert "test_no_poison" in poisoned.error.message
     assert [(h.status, h.result) for h in finished] == [(DONE, n) for n in range(6)]
 
@@ -267,4 +267,4 @@ def test_an_error_postgresql_could_not_store_as_is_is_stored_escaped(worker: Non
     ],
 )
 def test_only_connection_trouble_is_retried(error: psycopg.Error, transient: bool) -> None:
-    assert _is_transient(error) is transient
+    assert is_transient(error) is transient

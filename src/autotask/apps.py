@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from django.apps import AppConfig
 
+from . import checks, registry
+
 
 class AutotaskConfig(AppConfig):
     name = "autotask"
@@ -9,7 +11,5 @@ class AutotaskConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks, registry
-
         checks.register()
         registry.autodiscover()

@@ -23,13 +23,18 @@ DEFAULTS: dict[str, object] = {
     "AUTOTASK_POOL_SIZE": 4,
 }
 
+# Defaults of task options, shared by the decorator and the runtime (which needs a ttl even for
+# a run whose task this process does not know).
+DEFAULT_QUEUE = "default"
+DEFAULT_TTL = 300.0
+
 
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     database: str
-    workers: int
+    concurrency: int  # AUTOTASK_WORKERS: runs one runtime has going at once
     queues: tuple[str, ...] | None
-    idle_time: float
+    poll_interval: float  # AUTOTASK_HANDLE_TASK_IDLE_TIME: the fallback poll
     retry_delay: float
     heartbeat_interval: float
     shutdown_timeout: float
@@ -75,9 +80,9 @@ def get() -> Settings:
     """The settings in force now; raises ImproperlyConfigured naming the bad one."""
     return Settings(
         database=database(),
-        workers=int(_positive_number("AUTOTASK_WORKERS", integer=True)),
+        concurrency=int(_positive_number("AUTOTASK_WORKERS", integer=True)),
         queues=_queues(),
-        idle_time=float(_positive_number("AUTOTASK_HANDLE_TASK_IDLE_TIME")),
+        poll_interval=float(_positive_number("AUTOTASK_HANDLE_TASK_IDLE_TIME")),
         retry_delay=float(_positive_number("AUTOTASK_RETRY_DELAY")),
         heartbeat_interval=float(_positive_number("AUTOTASK_WORKER_MONITOR_INTERVALL")),
         shutdown_timeout=float(_positive_number("AUTOTASK_SHUTDOWN_TIMEOUT")),

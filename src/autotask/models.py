@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.db import models
 from django.db.models.functions import Now
 
-from .task import Status
+from .status import Status
 
 
 class TaskRun(models.Model):

@@ -1,31 +1,48 @@
-"""Every SQL statement autotask sends, named for what it does, and nothing else.
+"""Every SQL statement autotask sends, named entity first for what it does, and nothing else.
 
 Placeholders are ``%s`` so the same text runs through Django's cursor (enqueue in the caller's
 transaction) and through psycopg directly (the runtime). Every state change of a run names the
-state it expects to leave, so a run taken away from a worker is never overwritten by it.
-The schema (tables, indexes, triggers) lives in ``migrations/``.
+state it expects to leave (``..._IF_RUNNING``), so a run taken away from a worker is never
+overwritten by it. The schema (tables, indexes, triggers) lives in ``migrations/``.
 """
+
+# --- runs: what code outside the runtime reads and writes (through store.py) ---
 
 RUN_COLUMNS = (
     "id, name, queue, status, priority, attempts, max_attempts, run_at, enqueued_at,"
     " started_at, finished_at, result::text, error::text"
 )
 
-INSERT_RUN = f"""
+# Returns the enqueuing transaction too, to tell a caller waiting on a run nobody can see yet.
+RUN_INSERT = f"""
 INSERT INTO autotask_task (name, queue, args, kwargs, priority, max_attempts, run_at, status)
 VALUES (%s, %s, %s::jsonb, %s::jsonb, %s, %s,
         COALESCE(%s::timestamptz, now() + %s * interval '1 second'), 'waiting')
 RETURNING {RUN_COLUMNS}, txid_current()
 """
 
-# The enqueuing transaction, to tell a caller waiting on a run nobody can see yet.
-CURRENT_TRANSACTION = "SELECT txid_current_if_assigned()"
+# Many runs in one statement (one trigger call, so one NOTIFY per queue). Identity values are
+# drawn in the order of the SELECT, so sorting the returned rows by id gives the input order.
+RUN_INSERT_MANY = f"""
+INSERT INTO autotask_task (name, queue, args, kwargs, priority, max_attempts, run_at, status)
+SELECT r.name, r.queue, r.args::jsonb, r.kwargs::jsonb, r.priority, r.max_attempts,
+       COALESCE(r.run_at, now() + r.delay * interval '1 second'), 'waiting'
+FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::int[], %s::int[],
+            %s::timestamptz[], %s::float8[])
+     WITH ORDINALITY AS r(name, queue, args, kwargs, priority, max_attempts, run_at, delay, n)
+ORDER BY r.n
+RETURNING {RUN_COLUMNS}
+"""
 
-SELECT_RUN = f"SELECT {RUN_COLUMNS} FROM autotask_task WHERE id = %s"
+RUN_SELECT = f"SELECT {RUN_COLUMNS} FROM autotask_task WHERE id = %s"
 
-# Claims: one statement each, as many runs as there are free slots. MATERIALIZED keeps the
-# locking subquery from being inlined into the UPDATE, where SKIP LOCKED would lose its meaning.
-_CLAIM = """
+TRANSACTION_CURRENT = "SELECT txid_current_if_assigned()"
+
+# --- runs: what the runtime does to them ---
+
+# As many runs as there are free slots, in one statement. MATERIALIZED keeps the locking
+# subquery from being inlined into the UPDATE, where SKIP LOCKED would lose its meaning.
+_RUN_CLAIM_MANY = """
 WITH claimed AS MATERIALIZED (
     SELECT id FROM autotask_task
     WHERE status = 'waiting' AND run_at <= now(){queue_filter}
@@ -40,64 +57,62 @@ FROM claimed
 WHERE t.id = claimed.id
 RETURNING t.id, t.name, t.args, t.kwargs, t.attempts, t.max_attempts
 """
-CLAIM_RUNS_ANY_QUEUE = _CLAIM.format(queue_filter="")
-CLAIM_RUNS_IN_QUEUES = _CLAIM.format(queue_filter=" AND queue = ANY(%(queues)s)")
+RUN_CLAIM_MANY_ANY_QUEUE = _RUN_CLAIM_MANY.format(queue_filter="")
+RUN_CLAIM_MANY_IN_QUEUES = _RUN_CLAIM_MANY.format(queue_filter=" AND queue = ANY(%(queues)s)")
 
 # Seconds until the earliest waiting run is due (negative: due now), NULL when none waits.
-SECONDS_UNTIL_DUE_ANY_QUEUE = """
+RUN_SECONDS_UNTIL_DUE_ANY_QUEUE = """
 SELECT extract(epoch FROM min(run_at) - clock_timestamp())
 FROM autotask_task WHERE status = 'waiting'
 """
-SECONDS_UNTIL_DUE_IN_QUEUES = """
+RUN_SECONDS_UNTIL_DUE_IN_QUEUES = """
 SELECT extract(epoch FROM min(run_at) - clock_timestamp())
 FROM autotask_task WHERE status = 'waiting' AND queue = ANY(%s)
 """
 
-# Finishes queued while another is being written go out together (group commit): one
-# statement, one commit, one status NOTIFY for the lot. Returns the ids that were still ours.
-SET_DONE_IF_RUNNING = """
+# The outcomes of many runs, whatever each is, in one statement (River's JobSetStateIfRunningMany):
+# 'done' keeps its result, 'error' its error, both get finished_at and expires_at = now + ttl;
+# 'waiting' (a retry) keeps the error as the last one seen and is due again after ``delay``.
+# A 'done' run keeps the error of an earlier failed attempt. Returns the ids that were still ours.
+RUN_SET_STATUS_IF_RUNNING_MANY = """
 UPDATE autotask_task AS t
-SET status = 'done', result = f.result::jsonb, finished_at = now(),
-    expires_at = now() + f.ttl * interval '1 second'
-FROM unnest(%s::bigint[], %s::text[], %s::float8[]) AS f(id, result, ttl)
-WHERE t.id = f.id AND t.status = 'running' AND t.worker_id = %s
+SET status = o.status,
+    result = o.result::jsonb,
+    error = COALESCE(o.error::jsonb, t.error),
+    finished_at = CASE WHEN o.status = 'waiting' THEN t.finished_at ELSE now() END,
+    expires_at = CASE WHEN o.status = 'waiting' THEN t.expires_at
+                      ELSE now() + o.ttl * interval '1 second' END,
+    run_at = CASE WHEN o.status = 'waiting' THEN now() + o.delay * interval '1 second'
+                  ELSE t.run_at END,
+    worker_id = CASE WHEN o.status = 'waiting' THEN NULL ELSE t.worker_id END
+FROM unnest(%(ids)s::bigint[], %(statuses)s::text[], %(results)s::text[], %(errors)s::text[],
+            %(ttls)s::float8[], %(delays)s::float8[]) AS o(id, status, result, error, ttl, delay)
+WHERE t.id = o.id AND t.status = 'running' AND t.worker_id = %(worker_id)s
 RETURNING t.id
-"""
-
-SET_ERROR_IF_RUNNING = """
-UPDATE autotask_task
-SET status = 'error', error = %s::jsonb, finished_at = now(),
-    expires_at = now() + %s * interval '1 second'
-WHERE id = %s AND status = 'running' AND worker_id = %s
-"""
-
-# A failed attempt with attempts left: back to waiting, keeping the error as the last one seen.
-SET_RETRY_IF_RUNNING = """
-UPDATE autotask_task
-SET status = 'waiting', error = %s::jsonb, worker_id = NULL,
-    run_at = now() + %s * interval '1 second'
-WHERE id = %s AND status = 'running' AND worker_id = %s
 """
 
 # Shutdown: the worker's unfinished runs go back to waiting; the interrupted attempt is not
 # counted. By worker rather than by id, so a run claimed in the last instant is not missed.
-SET_WAITING_IF_RUNNING_ON_WORKER = """
+RUN_SET_WAITING_IF_RUNNING_ON_WORKER = """
 UPDATE autotask_task
 SET status = 'waiting', attempts = greatest(attempts - 1, 0), worker_id = NULL,
     started_at = NULL
 WHERE status = 'running' AND worker_id = %s
 """
 
-INSERT_WORKER = """
+# --- workers: one row per running runtime ---
+
+WORKER_INSERT = """
 INSERT INTO autotask_worker (id, host, pid, queues, concurrency, started_at, heartbeat_at)
 VALUES (%s, %s, %s, %s::jsonb, %s, now(), now())
 """
 
-UPDATE_WORKER_HEARTBEAT = "UPDATE autotask_worker SET heartbeat_at = now() WHERE id = %s"
+WORKER_HEARTBEAT = "UPDATE autotask_worker SET heartbeat_at = now() WHERE id = %s"
 
-DELETE_WORKER = "DELETE FROM autotask_worker WHERE id = %s"
+WORKER_DELETE = "DELETE FROM autotask_worker WHERE id = %s"
 
-# Channels of the NOTIFYs the triggers send (see migrations/0001_initial.py).
+# --- notifications (sent by the triggers in migrations/0001_initial.py) ---
+
 WAKE_CHANNEL = "autotask"
 STATUS_CHANNEL = "autotask_status"
 LISTEN = "LISTEN {channel}"

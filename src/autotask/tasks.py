@@ -8,26 +8,24 @@ on the same object (calling it, and ``await task.defer()``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import functools
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-import psycopg
 from django.conf import settings
-from django.db import DatabaseError, connections
 from django.utils import timezone
 
-from . import conf, db, registry, serialize, sql
-from .task import AsyncTaskHandle, TaskHandle
+from . import registry, serialize, store
+from .conf import DEFAULT_QUEUE, DEFAULT_TTL
+from .exceptions import InvalidTaskOptions
+from .handles import AsyncTaskHandle, TaskHandle
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-DEFAULT_QUEUE = "default"
 MIN_PRIORITY, MAX_PRIORITY = -100, 100
 
 
@@ -40,7 +38,7 @@ class Task(Generic[P, R]):
     queue: str = DEFAULT_QUEUE
     priority: int = 0
     retries: int = 0
-    ttl: float = 300
+    ttl: float = DEFAULT_TTL
     delay: float = 0
     run_at: datetime | None = None
 
@@ -62,7 +60,7 @@ class Task(Generic[P, R]):
         """A copy with per-call options; enqueue it the same way (call it, or ``defer``)."""
         changes: dict[str, Any] = {}
         if delay is not None and run_at is not None:
-            raise ValueError("Give either delay or run_at, not both.")
+            raise InvalidTaskOptions("Give either delay or run_at, not both.")
         if delay is not None:
             changes.update(delay=_seconds(delay, "delay"), run_at=None)
         if run_at is not None:
@@ -84,68 +82,46 @@ class Task(Generic[P, R]):
                 f"{self.name}() was called inside a running event loop, where it would block. "
                 f"Use `await {self.func.__name__}.defer(...)` in async code."
             )
-        params = self._insert_params(args, kwargs)
-        connection = connections[conf.database()]
-        with _tables_required(), connection.cursor() as cursor:
-            cursor.execute(sql.INSERT_RUN, params)
-            *row, transaction_id = cursor.fetchone()
-        handle = TaskHandle(tuple(row))
-        if connection.in_atomic_block:
-            handle._enqueued_by = transaction_id
-        return handle
+        record, transaction = store.insert_run(self._new_run(args, kwargs))
+        return TaskHandle(record, enqueued_by=transaction)
 
     async def defer(self, *args: P.args, **kwargs: P.kwargs) -> AsyncTaskHandle:
         """Enqueue a run without blocking the event loop (the runtime's psycopg pool; it
         commits on its own, outside any transaction of the caller)."""
-        from . import runtime
-
-        params = self._insert_params(args, kwargs)
-        with _tables_required():
-            row = await runtime.get().call(db.fetchone(sql.INSERT_RUN, params))
-        assert row is not None
-        return AsyncTaskHandle(row[:-1])
+        return AsyncTaskHandle(await store.ainsert_run(self._new_run(args, kwargs)))
 
     def call(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the function itself, now, in this process (an async task's: await the result)."""
         return self.func(*args, **kwargs)
 
-    def _insert_params(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
+    def _new_run(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> store.NewRun:
         names = _positional_names(self, args, kwargs)
         args_json, kwargs_json = serialize.dump_call(self.name, args, kwargs, names)
-        return [
-            self.name,
-            self.queue,
-            args_json,
-            kwargs_json,
-            self.priority,
-            self.retries + 1,
-            self.run_at,
-            self.delay,
-        ]
-
-
-@contextlib.contextmanager
-def _tables_required() -> Iterator[None]:
-    """Enqueueing before ``migrate`` says so, instead of a bare 'relation does not exist'."""
-    try:
-        yield
-    except (DatabaseError, psycopg.Error) as exc:
-        if db.is_missing_table(exc):
-            raise RuntimeError(db.MISSING_TABLES) from exc
-        raise
+        return store.NewRun(
+            name=self.name,
+            queue=self.queue,
+            args=args_json,
+            kwargs=kwargs_json,
+            priority=self.priority,
+            max_attempts=self.retries + 1,
+            run_at=self.run_at,
+            delay=self.delay,
+        )
 
 
 def _seconds(value: float | timedelta, field: str) -> float:
     if isinstance(value, timedelta):
         value = value.total_seconds()
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise ValueError(f"{field} must be a number of seconds >= 0 or a timedelta, not {value!r}.")
+        raise InvalidTaskOptions(
+            f"{field} must be a number of seconds >= 0 or a timedelta, not {value!r}."
+        )
     return float(value)
 
 
 def _check_options(task: Task[..., Any]) -> None:
     if not isinstance(task.queue, str) or not task.queue or len(task.queue) > 100:
-        raise ValueError(
+        raise InvalidTaskOptions(
             f"queue must be a non-empty name of at most 100 characters, not {task.queue!r}."
         )
     if (
@@ -153,19 +129,19 @@ def _check_options(task: Task[..., Any]) -> None:
         or not isinstance(task.priority, int)
         or not MIN_PRIORITY <= task.priority <= MAX_PRIORITY
     ):
-        raise ValueError(
+        raise InvalidTaskOptions(
             f"priority must be an integer from {MIN_PRIORITY} to {MAX_PRIORITY} "
             f"(higher runs first), not {task.priority!r}."
         )
     if isinstance(task.retries, bool) or not isinstance(task.retries, int) or task.retries < 0:
-        raise ValueError(f"retries must be an integer >= 0, not {task.retries!r}.")
+        raise InvalidTaskOptions(f"retries must be an integer >= 0, not {task.retries!r}.")
     _seconds(task.ttl, "ttl")
     _seconds(task.delay, "delay")
     if task.run_at is not None:
         if not isinstance(task.run_at, datetime):
-            raise ValueError(f"run_at must be a datetime, not {task.run_at!r}.")
+            raise InvalidTaskOptions(f"run_at must be a datetime, not {task.run_at!r}.")
         if settings.USE_TZ and timezone.is_naive(task.run_at):
-            raise ValueError(
+            raise InvalidTaskOptions(
                 f"run_at must be timezone-aware ({task.run_at!r} is naive): "
                 "use django.utils.timezone.make_aware() or a datetime with tzinfo."
             )
@@ -214,7 +190,7 @@ def task(
     queue: str = DEFAULT_QUEUE,
     priority: int = 0,
     retries: int = 0,
-    ttl: float = 300,
+    ttl: float = DEFAULT_TTL,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 
@@ -226,7 +202,7 @@ def task(
     queue: str = DEFAULT_QUEUE,
     priority: int = 0,
     retries: int = 0,
-    ttl: float = 300,
+    ttl: float = DEFAULT_TTL,
 ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
     """Register a function (``def`` or ``async def``) as a task.
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from django.db import transaction
 
-from autotask import db, runtime
+from autotask import runtime
 from autotask.task import AsyncTaskHandle, TaskHandle
 from autotask.tasks import Task
 from tests.app import tasks as app_tasks
@@ -121,8 +121,6 @@ def latency_defer(
                 ids.append(handle.id)
         except TimeoutError:
             return True
-        finally:
-            await db.close_async_pool()
         return False
 
     try:
@@ -199,18 +197,15 @@ def _timed(action: Callable[[], None]) -> float:
 def _timed_async(
     make: Callable[[], Awaitable[None]], bench: BenchDB, task: Task[..., Any]
 ) -> float:
-    """Run ``make()`` on a fresh loop after a warm-up (opens the loop's pool); its seconds."""
+    """Run ``make()`` on a fresh loop after a warm-up (opens the runtime's pool); its seconds."""
 
     async def run() -> float:
-        try:
-            for _ in range(WARMUP):
-                await task.defer()
-            bench.truncate()  # blocking, but outside the timed part
-            started = time.perf_counter()
-            await make()
-            return time.perf_counter() - started
-        finally:
-            await db.close_async_pool()
+        for _ in range(WARMUP):
+            await task.defer()
+        bench.truncate()  # blocking, but outside the timed part
+        started = time.perf_counter()
+        await make()
+        return time.perf_counter() - started
 
     return asyncio.run(run())
 

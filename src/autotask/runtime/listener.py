@@ -8,6 +8,7 @@ notifications sent while the connection was down are gone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -15,8 +16,9 @@ from typing import Any
 
 import psycopg
 
-from . import db, sql
-from .task import Status
+from .. import sql
+from ..status import Status
+from .database import listener_kwargs
 
 logger = logging.getLogger("autotask")
 
@@ -25,18 +27,26 @@ StatusCallback = Callable[[Status | None], None]
 
 
 class Listener:
-    """Runs on the runtime's loop; ``watch`` may be called from any thread."""
+    """A service on the runtime's loop; ``watch`` may be called from any thread."""
 
     def __init__(self) -> None:
         self._wake_callbacks: list[WakeCallback] = []
         self._watchers: dict[int, list[StatusCallback]] = {}
         self._lock = threading.Lock()
-        self._connected: asyncio.Event | None = None
+        self._connected = asyncio.Event()
+        self._listening: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._listening = asyncio.create_task(self._run(), name="autotask listener")
+
+    async def stop(self, deadline: float) -> None:
+        if self._listening is not None:
+            self._listening.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listening
 
     async def wait_connected(self, timeout: float) -> None:
         """Return once LISTEN is in place, so no wake-up sent after this can be missed."""
-        if self._connected is None:
-            self._connected = asyncio.Event()
         try:
             await asyncio.wait_for(self._connected.wait(), timeout)
         except TimeoutError:
@@ -65,14 +75,12 @@ class Listener:
 
         return unwatch
 
-    async def run(self) -> None:
+    async def _run(self) -> None:
         """Stay connected and listening until cancelled, reconnecting with backoff."""
-        if self._connected is None:
-            self._connected = asyncio.Event()
         backoff = 0.5
         while True:
             try:
-                conn = await psycopg.AsyncConnection.connect(**db.listener_kwargs())
+                conn = await psycopg.AsyncConnection.connect(**listener_kwargs())
                 async with conn:
                     for channel in (sql.WAKE_CHANNEL, sql.STATUS_CHANNEL):
                         await conn.execute(sql.LISTEN.format(channel=channel))

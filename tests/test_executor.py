@@ -1,10 +1,10 @@
-"""Calling conventions: the daemon thread pool that runs sync tasks."""
+"""The executor's calling conventions: the daemon thread pool that runs sync tasks."""
 
 import threading
 
 import pytest
 
-from autotask.invoke import DaemonThreadPool
+from autotask.runtime.executor import DaemonThreadPool
 
 
 def test_daemon_pool_runs_calls_in_daemon_threads_and_returns_results_and_errors() -> None:

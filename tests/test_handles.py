@@ -82,10 +82,10 @@ async def test_async_wait_times_out() -> None:
 
 
 def test_a_call_in_flight_when_the_runtime_stops_ends_with_an_error(worker: None) -> None:
-    from autotask import db, runtime
+    from autotask import runtime
 
     async def slow_query() -> object:
-        return await runtime.get().call(db.fetchone("SELECT pg_sleep(5)", []))
+        return await runtime.get().fetchone("SELECT pg_sleep(5)", [])
 
     stopper = threading.Timer(0.3, runtime.stop)
     stopper.start()

@@ -1,0 +1,44 @@
+"""Every exception autotask raises on purpose, in one place.
+
+Class paths of some of these are stored in rows (``error.type``) when a run fails because of
+them, so they live here for good: moving one would change what old rows say.
+"""
+
+from __future__ import annotations
+
+import psycopg.errors
+
+MISSING_TABLES = "autotask's tables are missing from the database: run `manage.py migrate`."
+
+
+class InvalidTaskOptions(ValueError):
+    """A task's options (at decoration or in ``using()``) are out of range or of the wrong kind."""
+
+
+class RunDoesNotExist(LookupError):
+    """No run has this id: it never existed, or it was pruned."""
+
+
+class NotMigrated(RuntimeError):
+    """autotask's tables are not in the database yet."""
+
+    def __init__(self, message: str = MISSING_TABLES) -> None:
+        super().__init__(message)
+
+
+class RuntimeStopped(RuntimeError):
+    """The runtime stopped while a call from another event loop was waiting on it."""
+
+
+class TaskNotRegistered(LookupError):
+    """A row names a task this process does not know; nothing is imported to find it."""
+
+
+class ResultNotStored(ValueError):
+    """PostgreSQL refused to store a task's result (or error); the run ends in ERROR instead."""
+
+
+def is_missing_table(exc: BaseException) -> bool:
+    """Whether ``exc`` (psycopg's, or Django's wrapping it) says an autotask table is missing."""
+    cause = exc if isinstance(exc, psycopg.errors.UndefinedTable) else exc.__cause__
+    return isinstance(cause, psycopg.errors.UndefinedTable) and "autotask_" in str(cause)

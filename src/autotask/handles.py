@@ -1,0 +1,238 @@
+"""The handles that follow one run: ``TaskHandle`` (sync) and ``AsyncTaskHandle`` (async).
+
+Twins in the psycopg manner: the same attribute and method names, plain methods on one and
+coroutines on the other, sharing their state in ``_HandleState``. Both read through ``store``:
+sync handles through Django's connection, so inside ``transaction.atomic()`` they see the run
+their own transaction enqueued; async handles through the runtime's pool, never blocking the
+caller's loop. Status changes come from the runtime's listener.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue as _queue
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
+from typing import Any, Self
+
+from . import conf, runtime, store
+from .status import FINAL_STATUSES, Status, TaskError
+from .store import RunRecord
+
+
+class _HandleState:
+    """What a handle knows of its run: the last ``RunRecord`` read, and statuses heard since."""
+
+    id: int
+    name: str
+    queue: str
+    status: Status
+    priority: int
+    attempts: int
+    max_attempts: int
+    run_at: datetime
+    enqueued_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    result: Any
+    error: TaskError | None
+
+    def __init__(self, record: RunRecord, *, enqueued_by: int | None = None) -> None:
+        # The transaction that enqueued the run, while it may still be open (sync enqueue only).
+        self._enqueued_by = enqueued_by
+        self._apply(record)
+
+    def _apply(self, record: RunRecord) -> None:
+        self.id = record.id
+        self.name = record.name
+        self.queue = record.queue
+        self.status = record.status
+        self.priority = record.priority
+        self.attempts = record.attempts
+        self.max_attempts = record.max_attempts
+        self.run_at = record.run_at
+        self.enqueued_at = record.enqueued_at
+        self.started_at = record.started_at
+        self.finished_at = record.finished_at
+        self.result = record.result
+        self.error = record.error
+
+    @property
+    def ready(self) -> bool:
+        """True once the run is finished (DONE, ERROR or CANCELLED)."""
+        return self.status in FINAL_STATUSES
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} #{self.id} {self.status}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _HandleState) and type(other) is type(self) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash((type(self), self.id))
+
+
+def _deadline(timeout: float | None) -> float | None:
+    if timeout is None:
+        return None
+    if timeout < 0:
+        raise ValueError(f"timeout must be >= 0 seconds, not {timeout!r}")
+    return time.monotonic() + timeout
+
+
+def _wait_time(deadline: float | None, handle: _HandleState) -> float:
+    """Seconds to wait for the next notification: the poll interval, cut by the deadline."""
+    poll = conf.get().poll_interval
+    if deadline is None:
+        return poll
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError(f"Task run #{handle.id} ({handle.name}) is still {handle.status}.")
+    return min(poll, remaining)
+
+
+def _digest(current: Status, pending: list[Status | None]) -> tuple[list[Status], bool]:
+    """Split notified statuses into those to report now and whether to re-read the row.
+
+    A final status is never reported from a notification alone: the row is read first, so the
+    handle holds the result or error when the caller sees DONE or ERROR. ``None`` stands for
+    "something may have changed" (a poll timeout, or the listener reconnected).
+    """
+    report: list[Status] = []
+    for status in pending:
+        if status is None or status in FINAL_STATUSES:
+            return report, True
+        if status != current:
+            report.append(status)
+            current = status
+    return report, False
+
+
+class TaskHandle(_HandleState):
+    """Follows one run from sync code."""
+
+    @classmethod
+    def get(cls, run_id: int) -> TaskHandle:
+        """Rebuild a handle from a run id; RunDoesNotExist (a LookupError) if there is none."""
+        return cls(store.fetch_run(run_id))
+
+    def refresh(self) -> Self:
+        self._apply(store.fetch_run(self.id))
+        return self
+
+    def updates(self, timeout: float | None = None) -> Iterator[Status]:
+        """Yield each status the run takes, starting with the one this handle holds, until a
+        final one.
+
+        Driven by the process's shared LISTEN connection; a poll every
+        ``AUTOTASK_HANDLE_TASK_IDLE_TIME`` seconds covers a lost notification. The row is re-read
+        before a final status is yielded, so ``result`` and ``error`` are there with it; for an
+        intermediate status only ``status`` is updated (call ``refresh()`` for the rest).
+        Raises TimeoutError if the run is not finished after ``timeout`` seconds.
+        """
+        self._check_visible()
+        inbox: _queue.SimpleQueue[Status | None] = _queue.SimpleQueue()
+        deadline = _deadline(timeout)
+        with runtime.watch(self.id, inbox.put):
+            if not self.ready:
+                yield self.status
+            previous = self.status
+            self.refresh()
+            if self.status != previous or self.ready:
+                yield self.status
+            while not self.ready:
+                wait = _wait_time(deadline, self)
+                try:
+                    pending = [inbox.get(timeout=wait)]
+                except _queue.Empty:
+                    pending = [None]
+                while not inbox.empty():
+                    pending.append(inbox.get_nowait())
+                report, stale = _digest(self.status, pending)
+                for status in report:
+                    self.status = status
+                    yield status
+                if stale:
+                    previous = self.status
+                    self.refresh()
+                    if self.status != previous:
+                        yield self.status
+
+    def _check_visible(self) -> None:
+        """Waiting on a run inside the still-open transaction that enqueued it cannot end."""
+        if self._enqueued_by is None:
+            return
+        if store.in_open_transaction(self._enqueued_by):
+            raise RuntimeError(
+                f"Task run #{self.id} was enqueued in the transaction that is still "
+                "open, so no worker can see it yet: wait for it after the "
+                "transaction.atomic() block. (In tests, use transactional_db.)"
+            )
+        if not store.in_atomic_block():
+            self._enqueued_by = None
+
+    def wait(self, timeout: float | None = None) -> Self:
+        """Block until the run is finished; TimeoutError after ``timeout`` seconds."""
+        for _ in self.updates(timeout):
+            pass
+        return self
+
+
+class AsyncTaskHandle(_HandleState):
+    """Follows one run from async code; the I/O methods are coroutines."""
+
+    @classmethod
+    async def get(cls, run_id: int) -> AsyncTaskHandle:
+        """Rebuild a handle from a run id; RunDoesNotExist (a LookupError) if there is none."""
+        return cls(await store.afetch_run(run_id))
+
+    async def refresh(self) -> Self:
+        self._apply(await store.afetch_run(self.id))
+        return self
+
+    async def updates(self, timeout: float | None = None) -> AsyncIterator[Status]:
+        """Yield each status the run takes, starting with the current one, until a final one.
+
+        The same contract as ``TaskHandle.updates``, awaited.
+        """
+        loop = asyncio.get_running_loop()
+        inbox: asyncio.Queue[Status | None] = asyncio.Queue()
+
+        def deliver(status: Status | None) -> None:
+            # The caller's loop may be gone while this generator still waits to be closed.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(inbox.put_nowait, status)
+
+        deadline = _deadline(timeout)
+        with runtime.watch(self.id, deliver):
+            if not self.ready:
+                yield self.status
+            previous = self.status
+            await self.refresh()
+            if self.status != previous or self.ready:
+                yield self.status
+            while not self.ready:
+                wait = _wait_time(deadline, self)
+                try:
+                    pending = [await asyncio.wait_for(inbox.get(), wait)]
+                except TimeoutError:
+                    pending = [None]
+                while not inbox.empty():
+                    pending.append(inbox.get_nowait())
+                report, stale = _digest(self.status, pending)
+                for status in report:
+                    self.status = status
+                    yield status
+                if stale:
+                    previous = self.status
+                    await self.refresh()
+                    if self.status != previous:
+                        yield self.status
+
+    async def wait(self, timeout: float | None = None) -> Self:
+        """Wait until the run is finished; TimeoutError after ``timeout`` seconds."""
+        async for _ in self.updates(timeout):
+            pass
+        return self

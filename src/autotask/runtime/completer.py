@@ -1,0 +1,109 @@
+"""The completer: writes the outcomes of runs, many in one guarded statement.
+
+Outcomes that arrive while a write is in flight go out together in the next one (group commit:
+one statement, one commit, one status NOTIFY for the lot), whatever mix of DONE, ERROR and
+retries they are. Each write names the state it leaves (running, on this worker), so a run
+rescued from this worker is never overwritten by it. Connection trouble is retried; a batch
+PostgreSQL refuses for its data is split until the culprit stands alone and ends in ERROR.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Sequence
+
+import psycopg
+
+from .. import sql
+from . import runs
+from .database import Pool, is_transient
+from .runs import Outcome
+
+logger = logging.getLogger("autotask")
+
+# Retries of a write through a short outage, waiting 1, 2, 3... seconds between them.
+_WRITE_ATTEMPTS = 5
+_RETRY_PAUSE = 1.0
+
+
+class Completer:
+    def __init__(self, pool: Pool, worker_id: uuid.UUID) -> None:
+        self._pool = pool
+        self._worker_id = worker_id
+        self._pending: list[tuple[Outcome, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self, deadline: float) -> None:
+        """Write everything already handed in: a finished run must not be requeued and rerun."""
+        if self._writer is not None:
+            await asyncio.gather(self._writer, return_exceptions=True)
+
+    async def finish(self, outcome: Outcome) -> None:
+        """Hand in an outcome; returns once it is written (or given up on, and logged)."""
+        written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((outcome, written))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_pending(), name="autotask completer")
+        await written
+
+    async def _write_pending(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                await self._write([outcome for outcome, _ in batch])
+            except Exception:
+                logger.exception("autotask: could not finish runs %s", [o.run_id for o, _ in batch])
+            for _, written in batch:
+                if not written.done():
+                    written.set_result(None)
+
+    async def _write(self, outcomes: Sequence[Outcome], *, last_resort: bool = False) -> None:
+        try:
+            ours = await self._retrying(outcomes)
+        except psycopg.Error as exc:
+            # Refused for its data (PostgreSQL is pickier than json.dumps): find the culprit
+            # alone, so the other runs of the batch are not held back by it.
+            if len(outcomes) > 1:
+                for outcome in outcomes:
+                    await self._write([outcome])
+            elif last_resort:
+                logger.error("autotask: could not end run %s (%s)", outcomes[0].run_id, exc)
+            else:
+                await self._write([runs.refused(outcomes[0], exc)], last_resort=True)
+            return
+        if ours is None:  # gave up, and said so
+            return
+        for run_id in {o.run_id for o in outcomes} - ours:
+            logger.warning("autotask: run %s was no longer ours to finish", run_id)
+
+    async def _retrying(self, outcomes: Sequence[Outcome]) -> set[int] | None:
+        """The guarded write, retried through short outages; None if it never went through.
+
+        Only connection trouble is retried: an error about the data would fail every time.
+        """
+        params = {
+            "ids": [o.run_id for o in outcomes],
+            "statuses": [str(o.status) for o in outcomes],
+            "results": [o.result for o in outcomes],
+            "errors": [o.error for o in outcomes],
+            "ttls": [o.ttl for o in outcomes],
+            "delays": [o.delay for o in outcomes],
+            "worker_id": self._worker_id,
+        }
+        what = [o.run_id for o in outcomes]
+        for attempt in range(_WRITE_ATTEMPTS):
+            try:
+                rows = await self._pool.fetchall(sql.RUN_SET_STATUS_IF_RUNNING_MANY, params)
+                return {row[0] for row in rows}
+            except psycopg.Error as exc:
+                if not is_transient(exc):
+                    raise
+                logger.warning("autotask: could not finish runs %s (%s)", what, exc)
+                await asyncio.sleep(_RETRY_PAUSE * (attempt + 1))
+        logger.error("autotask: gave up finishing runs %s; they stay 'running'", what)
+        return None

@@ -1,0 +1,123 @@
+"""The worker: the claim loop. Wake, claim as many due runs as there are free slots, hand them on.
+
+It only orchestrates: SQL comes from ``sql.py``, connections from the pool, wake-ups from the
+shared listener, free slots from the executor, which runs what is claimed. It sleeps until a
+notification, a freed slot, the earliest future ``run_at``, or the fallback poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+
+from .. import sql
+from .database import Pool
+from .executor import Executor
+from .listener import Listener
+from .runs import ClaimedRun
+
+logger = logging.getLogger("autotask")
+
+# Pause after an error in the claim loop, so an outage is not a busy loop.
+_ERROR_PAUSE = 1.0
+# Wait when something is due but locked by another transaction: it is about to change hands.
+_LOCKED_PAUSE = 0.05
+
+
+class Worker:
+    """Claims due runs while started; one per runtime, identified by ``id`` in autotask_worker."""
+
+    def __init__(
+        self,
+        pool: Pool,
+        listener: Listener,
+        executor: Executor,
+        worker_id: uuid.UUID,
+        *,
+        queues: tuple[str, ...] | None,
+        poll_interval: float,
+    ) -> None:
+        self.id = worker_id
+        self._pool = pool
+        self._listener = listener
+        self._executor = executor
+        self._queues = list(queues) if queues is not None else None
+        self._poll_interval = poll_interval
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._serving: asyncio.Task[None] | None = None
+        self._unsubscribe: list[Callable[[], None]] = []
+
+    async def start(self) -> None:
+        self._unsubscribe = [
+            self._listener.on_wake(self._on_wake),
+            self._executor.on_slot_freed(self._wake.set),
+        ]
+        self._serving = asyncio.create_task(self._serve(), name="autotask worker")
+        logger.info("autotask: worker %s serving %s", self.id, self._queues or "every queue")
+
+    async def stop(self, deadline: float) -> None:
+        """Stop claiming. Not cancelled: a claim cut off mid-statement could commit runs nobody
+        starts, so an in-flight claim is waited for (and what it claimed is started)."""
+        self._stopping = True
+        self._wake.set()
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        if self._serving is not None:
+            await asyncio.gather(self._serving, return_exceptions=True)
+
+    def _on_wake(self, queue_name: str | None) -> None:
+        if queue_name is None or self._queues is None or queue_name in self._queues:
+            self._wake.set()
+
+    async def _serve(self) -> None:
+        while not self._stopping:
+            free = self._executor.free_slots
+            self._wake.clear()
+            if free <= 0:
+                await self._wake.wait()
+                continue
+            try:
+                claimed = await self._claim(free)
+                for run in claimed:
+                    self._executor.submit(run)
+                if len(claimed) == free:
+                    continue
+                pause = await self._seconds_until_due()
+            except psycopg.Error as exc:
+                logger.warning("autotask: claim failed (%s); retrying", exc)
+                pause = _ERROR_PAUSE
+            except Exception:
+                # Never let the claim loop die quietly while the heartbeat says all is well.
+                logger.exception("autotask: unexpected error in the claim loop; retrying")
+                pause = _ERROR_PAUSE
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), pause)
+
+    async def _claim(self, limit: int) -> list[ClaimedRun]:
+        params: dict[str, Any] = {"limit": limit, "worker_id": self.id, "queues": self._queues}
+        if self._queues is None:
+            statement = sql.RUN_CLAIM_MANY_ANY_QUEUE
+        else:
+            statement = sql.RUN_CLAIM_MANY_IN_QUEUES
+        return [ClaimedRun(*row) for row in await self._pool.fetchall(statement, params)]
+
+    async def _seconds_until_due(self) -> float:
+        """The fallback poll, cut short by the earliest waiting run's ``run_at``."""
+        if self._queues is None:
+            statement, params = sql.RUN_SECONDS_UNTIL_DUE_ANY_QUEUE, []
+        else:
+            statement, params = sql.RUN_SECONDS_UNTIL_DUE_IN_QUEUES, [self._queues]
+        row = await self._pool.fetchone(statement, params)
+        seconds = None if row is None or row[0] is None else float(row[0])
+        if seconds is None:
+            return self._poll_interval
+        if seconds <= 0:
+            return _LOCKED_PAUSE
+        return min(seconds, self._poll_interval)

@@ -1,0 +1,196 @@
+"""The one door to the tables for code outside the runtime: every read and write of a run.
+
+Each operation comes as twins with the same name, Django-style (``insert_run`` /
+``ainsert_run``). The sync one goes through Django's connection, so it joins the caller's
+``transaction.atomic()`` and sees what that transaction wrote; the async one goes through the
+runtime's pool, never blocks the caller's loop, and commits on its own. Both send the same
+statement from ``sql.py`` and read its rows the same way, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from django.db import DatabaseError, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from . import conf, runtime, sql
+from .exceptions import NotMigrated, RunDoesNotExist, is_missing_table
+from .status import Status, TaskError
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewRun:
+    """A run to insert: a task's name and options, its arguments already JSON text."""
+
+    name: str
+    queue: str
+    args: str
+    kwargs: str
+    priority: int
+    max_attempts: int
+    run_at: datetime | None  # None: now + delay
+    delay: float
+
+    def params(self) -> list[Any]:
+        return [
+            self.name,
+            self.queue,
+            self.args,
+            self.kwargs,
+            self.priority,
+            self.max_attempts,
+            self.run_at,
+            self.delay,
+        ]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunRecord:
+    """A run as its row says it is now (the columns of ``sql.RUN_COLUMNS``)."""
+
+    id: int
+    name: str
+    queue: str
+    status: Status
+    priority: int
+    attempts: int
+    max_attempts: int
+    run_at: datetime
+    enqueued_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    result: Any
+    error: TaskError | None
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> RunRecord:
+        (id_, name, queue, status, priority, attempts, max_attempts, run_at, enqueued_at) = row[:9]
+        started_at, finished_at, result, error = row[9:13]
+        return cls(
+            id=id_,
+            name=name,
+            queue=queue,
+            status=Status(status),
+            priority=priority,
+            attempts=attempts,
+            max_attempts=max_attempts,
+            run_at=run_at,
+            enqueued_at=enqueued_at,
+            started_at=started_at,
+            finished_at=finished_at,
+            result=None if result is None else json.loads(result),
+            error=TaskError.from_json(None if error is None else json.loads(error)),
+        )
+
+
+@contextlib.contextmanager
+def _tables_required() -> Iterator[None]:
+    """Using the tables before ``migrate`` says so, instead of a bare 'relation does not exist'."""
+    try:
+        yield
+    except (DatabaseError, psycopg.Error) as exc:
+        if is_missing_table(exc):
+            raise NotMigrated() from exc
+        raise
+
+
+def _connection() -> BaseDatabaseWrapper:
+    return connections[conf.database()]
+
+
+def _fetchone(statement: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
+    with _tables_required(), _connection().cursor() as cursor:
+        cursor.execute(statement, params)
+        row: tuple[Any, ...] | None = cursor.fetchone()
+        return row
+
+
+def _fetchall(statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    with _tables_required(), _connection().cursor() as cursor:
+        cursor.execute(statement, params)
+        return list(cursor.fetchall())
+
+
+async def _afetchone(statement: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
+    with _tables_required():
+        return await runtime.get().fetchone(statement, params)
+
+
+async def _afetchall(statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    with _tables_required():
+        return await runtime.get().fetchall(statement, params)
+
+
+def insert_run(run: NewRun) -> tuple[RunRecord, int | None]:
+    """Insert one run; with the enqueuing transaction's id when inside ``atomic()``, else None."""
+    row = _fetchone(sql.RUN_INSERT, run.params())
+    assert row is not None
+    transaction = row[-1] if in_atomic_block() else None
+    return RunRecord.from_row(row), transaction
+
+
+async def ainsert_run(run: NewRun) -> RunRecord:
+    row = await _afetchone(sql.RUN_INSERT, run.params())
+    assert row is not None
+    return RunRecord.from_row(row)
+
+
+def _many_params(runs: Sequence[NewRun]) -> list[list[Any]]:
+    return [list(column) for column in zip(*(run.params() for run in runs), strict=True)]
+
+
+def _records_in_order(rows: list[tuple[Any, ...]]) -> list[RunRecord]:
+    return sorted((RunRecord.from_row(row) for row in rows), key=lambda record: record.id)
+
+
+def insert_runs(runs: Sequence[NewRun]) -> list[RunRecord]:
+    """Insert many runs in one statement (one NOTIFY per queue); records in the input's order."""
+    if not runs:
+        return []
+    return _records_in_order(_fetchall(sql.RUN_INSERT_MANY, _many_params(runs)))
+
+
+async def ainsert_runs(runs: Sequence[NewRun]) -> list[RunRecord]:
+    if not runs:
+        return []
+    return _records_in_order(await _afetchall(sql.RUN_INSERT_MANY, _many_params(runs)))
+
+
+def _missing(run_id: int) -> RunDoesNotExist:
+    return RunDoesNotExist(f"No task run with id {run_id} (it may have been pruned).")
+
+
+def fetch_run(run_id: int) -> RunRecord:
+    """The run as it is now; RunDoesNotExist if there is none (never was, or pruned)."""
+    row = _fetchone(sql.RUN_SELECT, [run_id])
+    if row is None:
+        raise _missing(run_id)
+    return RunRecord.from_row(row)
+
+
+async def afetch_run(run_id: int) -> RunRecord:
+    row = await _afetchone(sql.RUN_SELECT, [run_id])
+    if row is None:
+        raise _missing(run_id)
+    return RunRecord.from_row(row)
+
+
+def in_atomic_block() -> bool:
+    """Whether the caller is inside ``transaction.atomic()`` on autotask's database."""
+    return _connection().in_atomic_block
+
+
+def in_open_transaction(transaction: int) -> bool:
+    """Whether Django's connection is still inside the transaction with this id (sync only:
+    only a sync enqueue can join a caller's transaction)."""
+    if not in_atomic_block():
+        return False
+    row = _fetchone(sql.TRANSACTION_CURRENT, [])
+    return row is not None and row[0] == transaction
