@@ -50,6 +50,7 @@ class Worker:
         self._queues = list(queues) if queues is not None else None
         self._poll_interval = poll_interval
         self._wake = asyncio.Event()
+        self._full = False  # waiting for a free slot: only then does a freed slot wake it
         self._stopping = False
         self._serving: asyncio.Task[None] | None = None
         self._unsubscribe: list[Callable[[], None]] = []
@@ -57,7 +58,7 @@ class Worker:
     async def start(self) -> None:
         self._unsubscribe = [
             self._listener.on_wake(self._on_wake),
-            self._executor.on_slot_freed(self._wake.set),
+            self._executor.on_slot_freed(self._on_slot_freed),
         ]
         self._serving = asyncio.create_task(self._serve(), name="autotask worker")
         logger.info("autotask: worker %s serving %s", self.id, self._queues or "every queue")
@@ -72,6 +73,12 @@ class Worker:
         if self._serving is not None:
             await asyncio.gather(self._serving, return_exceptions=True)
 
+    def _on_slot_freed(self) -> None:
+        # A loop that is not full claimed all that was due and sleeps until the next wake-up:
+        # waking it for every finished run would cost an empty claim each time.
+        if self._full:
+            self._wake.set()
+
     def _on_wake(self, queue_name: str | None) -> None:
         if queue_name is None or self._queues is None or queue_name in self._queues:
             self._wake.set()
@@ -81,7 +88,9 @@ class Worker:
             free = self._executor.free_slots
             self._wake.clear()
             if free <= 0:
+                self._full = True
                 await self._wake.wait()
+                self._full = False
                 continue
             try:
                 claimed = await self._claim(free)

@@ -1,0 +1,82 @@
+"""The one door to the tables: many runs in one statement, records, missing runs (both twins)."""
+
+import asyncio
+import datetime
+import json
+
+import psycopg
+import pytest
+from django.db import transaction
+
+from autotask import WAITING, RunDoesNotExist, store
+from autotask.models import TaskRun
+from autotask.runtime.database import listener_kwargs
+from autotask.store import NewRun
+
+pytestmark = pytest.mark.usefixtures("transactional_db")
+
+LATER = datetime.datetime(2031, 1, 1, tzinfo=datetime.UTC)
+
+
+def _new(n: int, queue: str, **options: object) -> NewRun:
+    values: dict = {
+        "name": "tests.app.tasks.add",
+        "queue": queue,
+        "args": json.dumps([n, 1]),
+        "kwargs": "{}",
+        "priority": 0,
+        "max_attempts": 1,
+        "run_at": None,
+        "delay": 0.0,
+        **options,
+    }
+    return NewRun(**values)
+
+
+def test_insert_runs_is_one_statement_in_input_order_waking_each_queue_once() -> None:
+    runs = [
+        _new(0, "a"),
+        _new(1, "b", priority=7),
+        _new(2, "a", run_at=LATER),
+        _new(3, "b", delay=3600.0, max_attempts=3),
+    ]
+    with psycopg.connect(**listener_kwargs()) as listener:
+        listener.execute("LISTEN autotask")
+        records = store.insert_runs(runs)
+        payloads = sorted(n.payload for n in listener.notifies(timeout=0.5))
+    assert payloads == ["a", "b"]
+    assert [r.queue for r in records] == ["a", "b", "a", "b"]
+    assert [r.status for r in records] == [WAITING] * 4
+    assert [r.id for r in records] == sorted(r.id for r in records)
+    rows = {row.pk: row for row in TaskRun.objects.all()}
+    assert [rows[r.id].args for r in records] == [[0, 1], [1, 1], [2, 1], [3, 1]]
+    assert (rows[records[1].id].priority, rows[records[2].id].run_at) == (7, LATER)
+    delayed = rows[records[3].id]
+    assert delayed.max_attempts == 3
+    assert 3590 < (delayed.run_at - delayed.enqueued_at).total_seconds() <= 3600
+
+
+def test_insert_runs_joins_the_callers_transaction() -> None:
+    with pytest.raises(RuntimeError), transaction.atomic():
+        assert len(store.insert_runs([_new(0, "a"), _new(1, "a")])) == 2
+        raise RuntimeError("roll back")
+    assert not TaskRun.objects.exists()
+    assert store.insert_runs([]) == []
+
+
+def test_async_twins_insert_many_and_fetch() -> None:
+    async def scenario() -> tuple[list[store.RunRecord], store.RunRecord]:
+        records = await store.ainsert_runs([_new(5, "a"), _new(6, "b")])
+        return records, await store.afetch_run(records[1].id)
+
+    records, fetched = asyncio.run(scenario())
+    assert [r.queue for r in records] == ["a", "b"]
+    assert fetched == records[1]
+    assert store.fetch_run(records[0].id) == records[0]
+
+
+def test_a_missing_run_is_run_does_not_exist_a_lookup_error() -> None:
+    with pytest.raises(RunDoesNotExist, match="No task run with id 0"):
+        store.fetch_run(0)
+    with pytest.raises(LookupError):
+        asyncio.run(store.afetch_run(0))
