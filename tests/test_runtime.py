@@ -38,7 +38,9 @@ def test_after_stop_the_next_use_brings_up_a_new_loop_and_pool(worker: None) -> 
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork() of a threaded process
-def test_a_forked_child_runs_a_runtime_of_its_own(worker: None) -> None:
+def test_a_forked_child_runs_a_runtime_of_its_own(settings, start_worker) -> None:
+    settings.AUTOTASK_QUEUES = ["default"]  # the parent leaves the child's queue alone
+    start_worker()
     parent = runtime.get()
     read_end, write_end = os.pipe()
     pid = os.fork()
@@ -48,6 +50,7 @@ def test_a_forked_child_runs_a_runtime_of_its_own(worker: None) -> None:
             os.close(read_end)
             child = runtime.get()
             fresh = child is not parent and child.worker is None
+            settings.AUTOTASK_QUEUES = ["forked"]
             child.start()
             assert child.worker is not None
             worker_id = str(child.worker.id)
@@ -71,5 +74,5 @@ def test_a_forked_child_runs_a_runtime_of_its_own(worker: None) -> None:
 
 
 async def _defer_and_wait() -> object:
-    handle = await add.defer(3, 4)
+    handle = await add.using(queue="forked").defer(3, 4)
     return await handle.wait(10)
