@@ -33,7 +33,7 @@ def test_bad_setting_is_named(settings: Any) -> None:
 
 def test_misspelt_setting_is_warned_about_with_a_suggestion(settings: Any) -> None:
     settings.AUTOTASK_WORKER_MONITOR_INTERVAL = 3  # the seed's name has two Ls
-    settings.AUTOTASK_IS_ACTIVE = True
+    settings.AUTOTASK_WORKER_EXECUTABLE = "python3"  # the seed's, of no use here
     warnings = {w.id: w for w in check_setting_names()}
     assert set(warnings) == {"autotask.W001", "autotask.W002"}
     assert (
@@ -41,7 +41,14 @@ def test_misspelt_setting_is_warned_about_with_a_suggestion(settings: Any) -> No
         in warnings["autotask.W001"].msg
     )
     assert warnings["autotask.W001"].hint == "Did you mean AUTOTASK_WORKER_MONITOR_INTERVALL?"
-    assert "AUTOTASK_IS_ACTIVE" in warnings["autotask.W002"].msg
+    assert "AUTOTASK_WORKER_EXECUTABLE" in warnings["autotask.W002"].msg
+    assert "autotask_worker" in warnings["autotask.W002"].hint
+
+
+def test_the_seed_settings_now_acted_on_raise_no_warning(settings: Any) -> None:
+    settings.AUTOTASK_IS_ACTIVE = True
+    settings.AUTOTASK_CLEAN_INTERVALL = 60
+    assert check_setting_names() == []
 
 
 def test_known_settings_raise_no_warning() -> None:

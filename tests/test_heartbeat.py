@@ -39,6 +39,7 @@ def test_the_worker_row_says_who_serves_what_and_its_heartbeat_advances(
 
 def test_the_interval_setting_paces_the_beats(settings, start_worker: Callable[[], None]) -> None:
     settings.AUTOTASK_WORKER_MONITOR_INTERVALL = 60
+    settings.AUTOTASK_WORKER_TIMEOUT = 300
     start_worker()
     me = runtime.get().worker
     assert me is not None

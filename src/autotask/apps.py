@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.apps import AppConfig
 
-from . import checks, registry
+from . import checks, registry, wsgi
 
 
 class AutotaskConfig(AppConfig):
@@ -13,3 +13,4 @@ class AutotaskConfig(AppConfig):
     def ready(self) -> None:
         checks.register()
         registry.autodiscover()
+        wsgi.connect()

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from . import runtime
+from . import conf, runtime
 
 logger = logging.getLogger("autotask")
 
@@ -40,7 +40,8 @@ def with_worker(app: ASGIApp, *, shutdown_timeout: float | None = None) -> ASGIA
             return
         if not lifespan_seen:
             lifespan_seen = True  # look once
-            if runtime.get().worker is None:  # not started some other way either
+            # Not started some other way either (AUTOTASK_IS_ACTIVE starts it on this request).
+            if runtime.get().worker is None and not conf.is_active():
                 _warn_no_lifespan()
         await app(scope, receive, send)
 

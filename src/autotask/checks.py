@@ -30,8 +30,13 @@ def check_settings(**kwargs: Any) -> list[checks.CheckMessage]:
     return []
 
 
-# Settings of the seed API that this version does not act on yet.
-_NOT_YET = {"AUTOTASK_IS_ACTIVE", "AUTOTASK_CLEAN_INTERVALL"}
+# Settings of the original autotask that this version has no use for, and why.
+_SEED_ONLY = {
+    "AUTOTASK_WORKER_EXECUTABLE": (
+        "tasks run inside the server's own processes (AUTOTASK_IS_ACTIVE) or in "
+        "`manage.py autotask_worker`; no executable is started"
+    ),
+}
 
 
 def check_setting_names(**kwargs: Any) -> list[checks.CheckMessage]:
@@ -40,10 +45,12 @@ def check_setting_names(**kwargs: Any) -> list[checks.CheckMessage]:
     for name in sorted(n for n in dir(settings) if n.startswith("AUTOTASK_")):
         if name in conf.DEFAULTS:
             continue
-        if name in _NOT_YET:
+        if name in _SEED_ONLY:
             messages.append(
                 checks.Warning(
-                    f"{name} is a setting of the seed API that this version does not act on yet.",
+                    f"{name} is a setting of the original autotask that this version does not "
+                    "use, and is ignored.",
+                    hint=f"Remove it: {_SEED_ONLY[name]}.",
                     id="autotask.W002",
                 )
             )

@@ -13,12 +13,15 @@ from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 
 DEFAULTS: dict[str, object] = {
+    "AUTOTASK_IS_ACTIVE": False,
     "AUTOTASK_DATABASE": "default",
     "AUTOTASK_WORKERS": 1,
     "AUTOTASK_QUEUES": None,
     "AUTOTASK_HANDLE_TASK_IDLE_TIME": 10.0,
     "AUTOTASK_RETRY_DELAY": 2.0,
     "AUTOTASK_WORKER_MONITOR_INTERVALL": 5.0,
+    "AUTOTASK_WORKER_TIMEOUT": 30.0,
+    "AUTOTASK_CLEAN_INTERVALL": 600.0,
     "AUTOTASK_SHUTDOWN_TIMEOUT": 10.0,
     "AUTOTASK_POOL_SIZE": 4,
 }
@@ -37,6 +40,8 @@ class Settings:
     poll_interval: float  # AUTOTASK_HANDLE_TASK_IDLE_TIME: the fallback poll
     retry_delay: float
     heartbeat_interval: float
+    worker_timeout: float  # a heartbeat older than this: the worker is lost, its runs rescued
+    clean_interval: float  # AUTOTASK_CLEAN_INTERVALL: seconds between prunings
     shutdown_timeout: float
     pool_size: int
 
@@ -76,15 +81,34 @@ def database() -> str:
     return alias
 
 
+def is_active() -> bool:
+    """``AUTOTASK_IS_ACTIVE``: start the runtime in every process that serves requests."""
+    value = _value("AUTOTASK_IS_ACTIVE")
+    if not isinstance(value, bool):
+        raise ImproperlyConfigured(f"AUTOTASK_IS_ACTIVE must be True or False, not {value!r}.")
+    return value
+
+
 def get() -> Settings:
     """The settings in force now; raises ImproperlyConfigured naming the bad one."""
+    heartbeat = float(_positive_number("AUTOTASK_WORKER_MONITOR_INTERVALL"))
+    timeout = float(_positive_number("AUTOTASK_WORKER_TIMEOUT"))
+    if timeout <= 2 * heartbeat:
+        raise ImproperlyConfigured(
+            f"AUTOTASK_WORKER_TIMEOUT ({timeout:g}) must be more than twice "
+            f"AUTOTASK_WORKER_MONITOR_INTERVALL ({heartbeat:g}), or live workers would be taken "
+            "for dead between two heartbeats."
+        )
+    is_active()
     return Settings(
         database=database(),
         concurrency=int(_positive_number("AUTOTASK_WORKERS", integer=True)),
         queues=_queues(),
         poll_interval=float(_positive_number("AUTOTASK_HANDLE_TASK_IDLE_TIME")),
         retry_delay=float(_positive_number("AUTOTASK_RETRY_DELAY")),
-        heartbeat_interval=float(_positive_number("AUTOTASK_WORKER_MONITOR_INTERVALL")),
+        heartbeat_interval=heartbeat,
+        worker_timeout=timeout,
+        clean_interval=float(_positive_number("AUTOTASK_CLEAN_INTERVALL")),
         shutdown_timeout=float(_positive_number("AUTOTASK_SHUTDOWN_TIMEOUT")),
         pool_size=int(_positive_number("AUTOTASK_POOL_SIZE", integer=True)),
     )

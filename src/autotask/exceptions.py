@@ -19,6 +19,10 @@ class RunDoesNotExist(LookupError):
     """No run has this id: it never existed, or it was pruned."""
 
 
+class ScheduleDoesNotExist(LookupError):
+    """No schedule has this name (no runtime with its task has started yet, or a typo)."""
+
+
 class NotMigrated(RuntimeError):
     """autotask's tables are not in the database yet."""
 
@@ -36,6 +40,10 @@ class TaskNotRegistered(LookupError):
 
 class ResultNotStored(ValueError):
     """PostgreSQL refused to store a task's result (or error); the run ends in ERROR instead."""
+
+
+class WorkerLost(RuntimeError):
+    """The process running a run stopped heartbeating (killed, or cut off) with it unfinished."""
 
 
 def is_missing_table(exc: BaseException) -> bool:

@@ -5,6 +5,12 @@ coroutines on the other, sharing their state in ``_HandleState``. Both read thro
 sync handles through Django's connection, so inside ``transaction.atomic()`` they see the run
 their own transaction enqueued; async handles through the runtime's pool, never blocking the
 caller's loop. Status changes come from the runtime's listener.
+
+The seed's users poll: ``while not handle.ready: time.sleep(1)``. So on the sync handle the
+attributes that change when a run finishes (``status``, ``ready``, ``result``, ``error``) are
+live until it has: reading one re-reads the row (one query a read); once the run is finished
+they are plain values. Async code cannot read a row inside an attribute: ``AsyncTaskHandle``
+holds what its last ``refresh()``, ``wait()`` or ``updates()`` read.
 """
 
 from __future__ import annotations
@@ -28,7 +34,6 @@ class _HandleState:
     id: int
     name: str
     queue: str
-    status: Status
     priority: int
     attempts: int
     max_attempts: int
@@ -36,8 +41,6 @@ class _HandleState:
     enqueued_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
-    result: Any
-    error: TaskError | None
 
     def __init__(self, record: RunRecord, *, enqueued_by: int | None = None) -> None:
         # The transaction that enqueued the run, while it may still be open (sync enqueue only).
@@ -48,7 +51,7 @@ class _HandleState:
         self.id = record.id
         self.name = record.name
         self.queue = record.queue
-        self.status = record.status
+        self._status = record.status
         self.priority = record.priority
         self.attempts = record.attempts
         self.max_attempts = record.max_attempts
@@ -56,16 +59,38 @@ class _HandleState:
         self.enqueued_at = record.enqueued_at
         self.started_at = record.started_at
         self.finished_at = record.finished_at
-        self.result = record.result
-        self.error = record.error
+        self._result = record.result
+        self._error = record.error
+
+    @property
+    def status(self) -> Status:
+        return self._status
+
+    @status.setter
+    def status(self, value: Status) -> None:
+        self._status = value
 
     @property
     def ready(self) -> bool:
         """True once the run is finished (DONE, ERROR or CANCELLED)."""
-        return self.status in FINAL_STATUSES
+        return self._status in FINAL_STATUSES
+
+    @property
+    def result(self) -> Any:
+        """The task's return value once DONE."""
+        return self._result
+
+    @property
+    def error(self) -> TaskError | None:
+        """Why it failed once ERROR; while retrying, the last failed attempt's error."""
+        return self._error
+
+    @property
+    def _finished(self) -> bool:
+        return self._status in FINAL_STATUSES
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.name} #{self.id} {self.status}>"
+        return f"<{type(self).__name__} {self.name} #{self.id} {self._status}>"
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, _HandleState) and type(other) is type(self) and other.id == self.id
@@ -89,7 +114,7 @@ def _wait_time(deadline: float | None, handle: _HandleState) -> float:
         return poll
     remaining = deadline - time.monotonic()
     if remaining <= 0:
-        raise TimeoutError(f"Task run #{handle.id} ({handle.name}) is still {handle.status}.")
+        raise TimeoutError(f"Task run #{handle.id} ({handle.name}) is still {handle._status}.")
     return min(poll, remaining)
 
 
@@ -111,7 +136,36 @@ def _digest(current: Status, pending: list[Status | None]) -> tuple[list[Status]
 
 
 class TaskHandle(_HandleState):
-    """Follows one run from sync code."""
+    """Follows one run from sync code; ``status``, ``ready``, ``result`` and ``error`` are live
+    until the run is finished."""
+
+    @property
+    def status(self) -> Status:
+        self._refresh_unless_finished()
+        return self._status
+
+    @status.setter
+    def status(self, value: Status) -> None:
+        self._status = value
+
+    @property
+    def ready(self) -> bool:
+        self._refresh_unless_finished()
+        return self._finished
+
+    @property
+    def result(self) -> Any:
+        self._refresh_unless_finished()
+        return self._result
+
+    @property
+    def error(self) -> TaskError | None:
+        self._refresh_unless_finished()
+        return self._error
+
+    def _refresh_unless_finished(self) -> None:
+        if not self._finished:
+            self._apply(store.fetch_run(self.id))
 
     @classmethod
     def get(cls, run_id: int) -> TaskHandle:
@@ -136,13 +190,13 @@ class TaskHandle(_HandleState):
         inbox: _queue.SimpleQueue[Status | None] = _queue.SimpleQueue()
         deadline = _deadline(timeout)
         with runtime.watch(self.id, inbox.put):
-            if not self.ready:
-                yield self.status
-            previous = self.status
+            if not self._finished:
+                yield self._status
+            previous = self._status
             self.refresh()
-            if self.status != previous or self.ready:
-                yield self.status
-            while not self.ready:
+            if self._status != previous or self._finished:
+                yield self._status
+            while not self._finished:
                 wait = _wait_time(deadline, self)
                 try:
                     pending = [inbox.get(timeout=wait)]
@@ -150,15 +204,15 @@ class TaskHandle(_HandleState):
                     pending = [None]
                 while not inbox.empty():
                     pending.append(inbox.get_nowait())
-                report, stale = _digest(self.status, pending)
+                report, stale = _digest(self._status, pending)
                 for status in report:
-                    self.status = status
+                    self._status = status
                     yield status
                 if stale:
-                    previous = self.status
+                    previous = self._status
                     self.refresh()
-                    if self.status != previous:
-                        yield self.status
+                    if self._status != previous:
+                        yield self._status
 
     def _check_visible(self) -> None:
         """Waiting on a run inside the still-open transaction that enqueued it cannot end."""
@@ -207,13 +261,13 @@ class AsyncTaskHandle(_HandleState):
 
         deadline = _deadline(timeout)
         with runtime.watch(self.id, deliver):
-            if not self.ready:
-                yield self.status
-            previous = self.status
+            if not self._finished:
+                yield self._status
+            previous = self._status
             await self.refresh()
-            if self.status != previous or self.ready:
-                yield self.status
-            while not self.ready:
+            if self._status != previous or self._finished:
+                yield self._status
+            while not self._finished:
                 wait = _wait_time(deadline, self)
                 try:
                     pending = [await asyncio.wait_for(inbox.get(), wait)]
@@ -221,15 +275,15 @@ class AsyncTaskHandle(_HandleState):
                     pending = [None]
                 while not inbox.empty():
                     pending.append(inbox.get_nowait())
-                report, stale = _digest(self.status, pending)
+                report, stale = _digest(self._status, pending)
                 for status in report:
-                    self.status = status
+                    self._status = status
                     yield status
                 if stale:
-                    previous = self.status
+                    previous = self._status
                     await self.refresh()
-                    if self.status != previous:
-                        yield self.status
+                    if self._status != previous:
+                        yield self._status
 
     async def wait(self, timeout: float | None = None) -> Self:
         """Wait until the run is finished; TimeoutError after ``timeout`` seconds."""

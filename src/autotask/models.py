@@ -1,4 +1,4 @@
-"""The tables: one row per enqueued call of a task (a *run*) and one per live runtime.
+"""The tables: a row per enqueued call of a task (a *run*), per live runtime, per schedule.
 
 The models exist for migrations and the admin; the runtime itself reads and writes these
 tables through ``sql.py`` with its own psycopg connections.
@@ -64,6 +64,12 @@ class TaskRun(models.Model):
             models.Index(
                 "worker_id", name="autotask_task_running", condition=models.Q(status="running")
             ),
+            # Pruning: finished runs in the order they expire.
+            models.Index(
+                "expires_at",
+                name="autotask_task_expiring",
+                condition=models.Q(status__in=["done", "error", "cancelled"]),
+            ),
         ]
         constraints = [
             models.CheckConstraint(
@@ -93,9 +99,31 @@ class Worker(models.Model):
     concurrency = models.IntegerField()
     started_at = models.DateTimeField(db_default=Now())
     heartbeat_at = models.DateTimeField(db_default=Now())
+    leader = models.BooleanField(
+        default=False, db_default=False, help_text="Runs the schedules, rescue and pruning."
+    )
 
     class Meta:
         db_table = "autotask_worker"
 
     def __str__(self) -> str:
         return f"{self.host}:{self.pid}"
+
+
+class Schedule(models.Model):
+    """The clock of one periodic or cron task, kept here so that restarts do not reset it."""
+
+    name = models.CharField(max_length=255, primary_key=True, help_text="The task's name.")
+    spec = models.CharField(max_length=255, help_text="When it runs, in words.")
+    next_run_at = models.DateTimeField()
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    paused = models.BooleanField(default=False, db_default=False)
+    orphaned = models.BooleanField(
+        default=False, db_default=False, help_text="Its task is not in the leader's code: not run."
+    )
+
+    class Meta:
+        db_table = "autotask_schedule"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.spec})"

@@ -35,6 +35,10 @@ def names() -> list[str]:
     return sorted(_tasks)
 
 
+def tasks() -> list[Task[..., Any]]:
+    return list(_tasks.values())
+
+
 def autodiscover() -> None:
     """Import ``tasks.py`` of every installed app, as the admin does with ``admin.py``."""
     autodiscover_modules("tasks")

@@ -100,6 +100,39 @@ SET status = 'waiting', attempts = greatest(attempts - 1, 0), worker_id = NULL,
 WHERE status = 'running' AND worker_id = %s
 """
 
+# A rescue: running runs whose worker has no row any more (its heartbeat went stale, or it left
+# without putting them back) wait again if attempts remain (the lost attempt counts), else end
+# in ERROR saying the worker was lost. The error is kept either way, as the last one seen.
+RUN_RESCUE_IF_WORKER_GONE = """
+UPDATE autotask_task AS t
+SET status = CASE WHEN t.attempts < t.max_attempts THEN 'waiting' ELSE 'error' END,
+    error = jsonb_build_object(
+        'type', 'autotask.exceptions.WorkerLost',
+        'message', 'the worker running it (' || t.worker_id::text || ') was lost: '
+                   || 'no heartbeat for ' || %(timeout)s || ' s',
+        'traceback', ''),
+    finished_at = CASE WHEN t.attempts < t.max_attempts THEN NULL ELSE now() END,
+    expires_at = CASE WHEN t.attempts < t.max_attempts THEN NULL
+                      ELSE now() + %(ttl)s * interval '1 second' END,
+    run_at = CASE WHEN t.attempts < t.max_attempts THEN now() ELSE t.run_at END,
+    worker_id = NULL
+WHERE t.status = 'running'
+  AND NOT EXISTS (SELECT 1 FROM autotask_worker AS w WHERE w.id = t.worker_id)
+RETURNING t.id, t.status
+"""
+
+# Pruning, a batch at a time: finished runs past their expires_at.
+RUN_DELETE_EXPIRED_BATCH = """
+DELETE FROM autotask_task
+WHERE id IN (
+    SELECT id FROM autotask_task
+    WHERE status IN ('done', 'error', 'cancelled') AND expires_at < now()
+    ORDER BY expires_at
+    LIMIT %s
+    FOR UPDATE SKIP LOCKED
+)
+"""
+
 # --- workers: one row per running runtime ---
 
 WORKER_INSERT = """
@@ -110,6 +143,88 @@ VALUES (%s, %s, %s, %s::jsonb, %s, now(), now())
 WORKER_HEARTBEAT = "UPDATE autotask_worker SET heartbeat_at = now() WHERE id = %s"
 
 WORKER_DELETE = "DELETE FROM autotask_worker WHERE id = %s"
+
+# The leader's half of a rescue: workers silent for longer than the timeout are gone.
+WORKER_DELETE_STALE = """
+DELETE FROM autotask_worker
+WHERE heartbeat_at < now() - %s * interval '1 second'
+RETURNING id, host, pid
+"""
+
+WORKER_SET_LEADER = "UPDATE autotask_worker SET leader = %s WHERE id = %s"
+
+# Whether anything would run a run enqueued now (for the warning under WSGI).
+WORKER_EXISTS_LIVE = """
+SELECT EXISTS (
+    SELECT 1 FROM autotask_worker WHERE heartbeat_at > now() - %s * interval '1 second'
+)
+"""
+
+# --- the leader: a session-level advisory lock on a connection of its own ---
+
+# The key is b"autotask" read as a big-endian 64-bit integer.
+LEADER_TRY_LOCK = "SELECT pg_try_advisory_lock(7022647215996892011)"
+LEADER_UNLOCK = "SELECT pg_advisory_unlock(7022647215996892011)"
+LEADER_ALIVE = "SELECT 1"
+
+# --- schedules: one row per periodic or cron task, the clock that survives restarts ---
+
+SCHEDULE_COLUMNS = "name, spec, next_run_at, last_run_at, paused, orphaned"
+
+# A process's schedules, at its start: new ones get their first run time; a changed spec
+# starts its clock again; an unchanged one keeps its next run (a restart resets nothing).
+SCHEDULE_UPSERT_MANY = """
+INSERT INTO autotask_schedule (name, spec, next_run_at, paused, orphaned)
+SELECT s.name, s.spec, s.next_run_at, false, false
+FROM unnest(%s::text[], %s::text[], %s::timestamptz[]) AS s(name, spec, next_run_at)
+ON CONFLICT (name) DO UPDATE
+SET spec = EXCLUDED.spec,
+    orphaned = false,
+    next_run_at = CASE WHEN autotask_schedule.spec = EXCLUDED.spec
+                       THEN autotask_schedule.next_run_at ELSE EXCLUDED.next_run_at END
+"""
+
+# The leader, on taking over: schedules whose task its code does not have are not run.
+SCHEDULE_SET_ORPHANED = """
+UPDATE autotask_schedule SET orphaned = NOT (name = ANY(%(names)s))
+WHERE orphaned IS DISTINCT FROM NOT (name = ANY(%(names)s))
+"""
+
+SCHEDULE_SELECT_DUE = """
+SELECT name, next_run_at, now() FROM autotask_schedule
+WHERE name = ANY(%s) AND NOT paused AND NOT orphaned AND next_run_at <= now()
+ORDER BY next_run_at
+"""
+
+SCHEDULE_SECONDS_UNTIL_DUE = """
+SELECT extract(epoch FROM min(next_run_at) - clock_timestamp()) FROM autotask_schedule
+WHERE name = ANY(%s) AND NOT paused AND NOT orphaned
+"""
+
+# One tick, in one statement: the schedule moves on only from the tick this leader saw (two
+# leaders for a moment advance it once), and the run is inserted only if it moved, keyed by
+# the tick (ON CONFLICT: a tick is enqueued once, whatever happens).
+SCHEDULE_TICK = """
+WITH advanced AS (
+    UPDATE autotask_schedule
+    SET next_run_at = %(next_run_at)s, last_run_at = %(tick)s
+    WHERE name = %(name)s AND next_run_at = %(tick)s AND NOT paused AND NOT orphaned
+    RETURNING name
+)
+INSERT INTO autotask_task
+    (name, queue, args, kwargs, priority, max_attempts, run_at, status, schedule_key)
+SELECT advanced.name, %(queue)s, '[]', '{}', %(priority)s, %(max_attempts)s, now(),
+       'waiting', %(schedule_key)s
+FROM advanced
+ON CONFLICT (schedule_key) DO NOTHING
+RETURNING id
+"""
+
+SCHEDULE_SELECT_ALL = f"SELECT {SCHEDULE_COLUMNS} FROM autotask_schedule ORDER BY name"
+
+SCHEDULE_SET_PAUSED = f"""
+UPDATE autotask_schedule SET paused = %s WHERE name = %s RETURNING {SCHEDULE_COLUMNS}
+"""
 
 # --- notifications (sent by the triggers in migrations/0001_initial.py) ---
 

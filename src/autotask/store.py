@@ -21,7 +21,7 @@ from django.db import DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from . import conf, runtime, sql
-from .exceptions import NotMigrated, RunDoesNotExist, is_missing_table
+from .exceptions import NotMigrated, RunDoesNotExist, ScheduleDoesNotExist, is_missing_table
 from .status import Status, TaskError
 
 
@@ -88,6 +88,18 @@ class RunRecord:
             result=None if result is None else json.loads(result),
             error=TaskError.from_json(None if error is None else json.loads(error)),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleRecord:
+    """A periodic or cron task's clock (the columns of ``sql.SCHEDULE_COLUMNS``)."""
+
+    name: str
+    spec: str
+    next_run_at: datetime
+    last_run_at: datetime | None
+    paused: bool
+    orphaned: bool  # its task is not in the leader's code, so it is not run
 
 
 @contextlib.contextmanager
@@ -194,3 +206,45 @@ def in_open_transaction(transaction: int) -> bool:
         return False
     row = _fetchone(sql.TRANSACTION_CURRENT, [])
     return row is not None and row[0] == transaction
+
+
+def live_worker_exists(timeout: float) -> bool:
+    """Whether any runtime, anywhere, sent a heartbeat within ``timeout`` seconds."""
+    row = _fetchone(sql.WORKER_EXISTS_LIVE, [timeout])
+    return bool(row and row[0])
+
+
+def schedules() -> list[ScheduleRecord]:
+    """Every schedule a runtime has recorded, by name, with its next and last run."""
+    return [ScheduleRecord(*row) for row in _fetchall(sql.SCHEDULE_SELECT_ALL, [])]
+
+
+async def aschedules() -> list[ScheduleRecord]:
+    return [ScheduleRecord(*row) for row in await _afetchall(sql.SCHEDULE_SELECT_ALL, [])]
+
+
+def pause_schedule(name: str) -> ScheduleRecord:
+    """Stop enqueueing ticks of a schedule (runs already enqueued still run)."""
+    return _paused(name, _fetchone(sql.SCHEDULE_SET_PAUSED, [True, name]))
+
+
+def resume_schedule(name: str) -> ScheduleRecord:
+    """Enqueue ticks again; ticks missed while paused run once, at once."""
+    return _paused(name, _fetchone(sql.SCHEDULE_SET_PAUSED, [False, name]))
+
+
+async def apause_schedule(name: str) -> ScheduleRecord:
+    return _paused(name, await _afetchone(sql.SCHEDULE_SET_PAUSED, [True, name]))
+
+
+async def aresume_schedule(name: str) -> ScheduleRecord:
+    return _paused(name, await _afetchone(sql.SCHEDULE_SET_PAUSED, [False, name]))
+
+
+def _paused(name: str, row: Sequence[Any] | None) -> ScheduleRecord:
+    if row is None:
+        raise ScheduleDoesNotExist(
+            f"No schedule named {name!r}; schedules() lists those that exist (a schedule is "
+            "recorded when a runtime whose code has its task starts)."
+        )
+    return ScheduleRecord(*row)

@@ -1,8 +1,10 @@
-"""The ``@task`` decorator and the Task object it returns.
+"""The decorators (``task``, and the seed's ``delayed_task``, ``periodic_task``, ``cron_task``)
+and the Task object they return.
 
 A Task is a frozen dataclass in the manner of ``django.tasks.Task``: options are fields,
 ``using()`` returns a changed copy, and the enqueueing methods come in a sync and an async form
-on the same object (calling it, and ``await task.defer()``).
+on the same object (calling it, and ``await task.defer()``). A periodic or cron task is a task
+with a ``schedule``: the leader enqueues its ticks, and calling it enqueues a one-off run.
 """
 
 from __future__ import annotations
@@ -11,17 +13,19 @@ import asyncio
 import dataclasses
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.utils import timezone
 
-from . import registry, serialize, store
+from . import registry, serialize, store, wsgi
 from .conf import DEFAULT_QUEUE, DEFAULT_TTL
 from .exceptions import InvalidTaskOptions
 from .handles import AsyncTaskHandle, TaskHandle
+from .schedule import Cron, Every, Schedule, seed_cron, zone
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -41,6 +45,7 @@ class Task(Generic[P, R]):
     ttl: float = DEFAULT_TTL
     delay: float = 0
     run_at: datetime | None = None
+    schedule: Schedule | None = None  # periodic or cron: the leader enqueues its ticks
 
     def __post_init__(self) -> None:
         _check_options(self)
@@ -83,6 +88,7 @@ class Task(Generic[P, R]):
                 f"Use `await {self.func.__name__}.defer(...)` in async code."
             )
         record, transaction = store.insert_run(self._new_run(args, kwargs))
+        wsgi.enqueued()
         return TaskHandle(record, enqueued_by=transaction)
 
     async def defer(self, *args: P.args, **kwargs: P.kwargs) -> AsyncTaskHandle:
@@ -133,6 +139,13 @@ def _check_options(task: Task[..., Any]) -> None:
             f"priority must be an integer from {MIN_PRIORITY} to {MAX_PRIORITY} "
             f"(higher runs first), not {task.priority!r}."
         )
+    if task.schedule is not None:
+        try:
+            _signature(task.func).bind()
+        except TypeError as exc:
+            raise InvalidTaskOptions(
+                f"{task.name}: a periodic or cron task runs with no arguments, but {exc}."
+            ) from None
     if isinstance(task.retries, bool) or not isinstance(task.retries, int) or task.retries < 0:
         raise InvalidTaskOptions(f"retries must be an integer >= 0, not {task.retries!r}.")
     _seconds(task.ttl, "ttl")
@@ -179,6 +192,38 @@ def _name_of(func: Callable[..., Any]) -> str:
     return f"{func.__module__}.{func.__qualname__}"
 
 
+def _schedule(
+    *,
+    every: float | timedelta | None,
+    cron: str | None,
+    tz: str | ZoneInfo | None,
+    start_now: bool,
+) -> Schedule | None:
+    if every is not None and cron is not None:
+        raise InvalidTaskOptions("Give either every or cron, not both.")
+    if tz is not None and cron is None:
+        raise InvalidTaskOptions("tz applies to cron schedules only.")
+    if start_now and every is None:
+        raise InvalidTaskOptions("start_now applies to every= schedules only.")
+    if every is not None:
+        seconds = every.total_seconds() if isinstance(every, timedelta) else every
+        return Every(seconds, start_now=start_now)
+    if cron is not None:
+        return Cron(cron, zone(tz, settings.TIME_ZONE))
+    return None
+
+
+def _decorator(*, name: str | None, **options: Any) -> Callable[[Callable[P, R]], Task[P, R]]:
+    def decorate(f: Callable[P, R]) -> Task[P, R]:
+        if not callable(f) or isinstance(f, Task):
+            raise TypeError(f"@task decorates a function, not {f!r}.")
+        new = Task(func=f, name=name or _name_of(f), **options)
+        registry.register(new)
+        return new
+
+    return decorate
+
+
 @overload
 def task(func: Callable[P, R], /) -> Task[P, R]: ...
 
@@ -191,6 +236,11 @@ def task(
     priority: int = 0,
     retries: int = 0,
     ttl: float = DEFAULT_TTL,
+    delay: float | timedelta = 0,
+    every: float | timedelta | None = None,
+    cron: str | None = None,
+    tz: str | ZoneInfo | None = None,
+    start_now: bool = False,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 
@@ -203,27 +253,81 @@ def task(
     priority: int = 0,
     retries: int = 0,
     ttl: float = DEFAULT_TTL,
+    delay: float | timedelta = 0,
+    every: float | timedelta | None = None,
+    cron: str | None = None,
+    tz: str | ZoneInfo | None = None,
+    start_now: bool = False,
 ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
     """Register a function (``def`` or ``async def``) as a task.
 
     Usable bare (``@task``) or with options (``@task(queue="mail", retries=3)``). The task's name
     is the function's dotted path unless ``name`` is given; it is how rows refer to it.
+    ``every`` (seconds or a timedelta) or ``cron`` (standard five fields, in ``tz`` or
+    settings.TIME_ZONE) makes it a periodic task, whose ticks the leader enqueues.
     """
-
-    def decorate(f: Callable[P, R]) -> Task[P, R]:
-        if not callable(f) or isinstance(f, Task):
-            raise TypeError(f"@task decorates a function, not {f!r}.")
-        new = Task(
-            func=f,
-            name=name or _name_of(f),
-            queue=queue,
-            priority=priority,
-            retries=retries,
-            ttl=ttl,
-        )
-        registry.register(new)
-        return new
-
+    decorate: Callable[[Callable[P, R]], Task[P, R]] = _decorator(
+        name=name,
+        queue=queue,
+        priority=priority,
+        retries=retries,
+        ttl=ttl,
+        delay=_seconds(delay, "delay"),
+        schedule=_schedule(every=every, cron=cron, tz=tz, start_now=start_now),
+    )
     if func is not None:
         return decorate(func)
     return decorate
+
+
+# --- the original autotask's decorators: same names, arguments and defaults ---
+
+
+def delayed_task(
+    delay: float = 0, retries: int = 0, ttl: float = DEFAULT_TTL
+) -> Callable[[Callable[P, R]], Task[P, R]]:
+    """The seed's ``@delayed_task()``: runs no earlier than ``delay`` seconds after a call,
+    tried again up to ``retries`` times ``AUTOTASK_RETRY_DELAY`` seconds apart, its row kept at
+    least ``ttl`` seconds after it finished."""
+    if callable(delay):
+        raise TypeError("Use @delayed_task() with parentheses (or @task).")
+    return _decorator(name=None, retries=retries, ttl=ttl, delay=_seconds(delay, "delay"))
+
+
+def periodic_task(
+    seconds: float = 3600, start_now: bool = False
+) -> Callable[[Callable[P, R]], Task[P, R]]:
+    """The seed's ``@periodic_task()``: runs every ``seconds``; the first run at once if
+    ``start_now``, else after ``seconds``. Registered at import; not meant to be called (a
+    call enqueues one extra run)."""
+    if callable(seconds):
+        raise TypeError("Use @periodic_task() with parentheses.")
+    return _decorator(name=None, schedule=Every(seconds, start_now=start_now))
+
+
+def cron_task(
+    minutes: Iterable[int] | None = None,
+    hours: Iterable[int] | None = None,
+    dow: Iterable[int] | None = None,
+    months: Iterable[int] | None = None,
+    dom: Iterable[int] | None = None,
+    crontab: str | None = None,
+    *,
+    tz: str | ZoneInfo | None = None,
+) -> Callable[[Callable[P, R]], Task[P, R]]:
+    """The seed's ``@cron_task()``: lists of minutes, hours, dow (0-6, Monday = 0), months and
+    dom, or a ``crontab`` string in the seed's field order *minutes hours dow months dom*
+    (which then overrides the lists). With both dom and dow a day matches if either does.
+    Evaluated in ``tz`` or settings.TIME_ZONE."""
+    if callable(minutes):
+        raise TypeError("Use @cron_task() with parentheses.")
+    schedule = seed_cron(
+        minutes=minutes,
+        hours=hours,
+        dow=dow,
+        months=months,
+        dom=dom,
+        crontab=crontab,
+        tz=zone(tz, settings.TIME_ZONE),
+    )
+    return _decorator(name=None, schedule=schedule)

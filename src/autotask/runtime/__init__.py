@@ -6,8 +6,10 @@ Two groups of services, each started in order and stopped in reverse:
   listener even in a process that runs no worker, and ``defer()`` needs the pool):
   ``Pool`` -> ``Listener``;
 - the worker services, from ``start()`` to ``stop()``:
-  ``Heartbeat`` (joins autotask_worker) -> ``Completer`` (writes outcomes) -> ``Executor``
-  (runs claimed runs) -> ``Worker`` (the claim loop).
+  ``Heartbeat`` (joins autotask_worker) -> ``ScheduleSync`` (records this process's schedules)
+  -> ``Completer`` (writes outcomes) -> ``Executor`` (runs claimed runs) -> ``Worker`` (the
+  claim loop) -> ``Elector`` (competes to lead; the leader also runs ``Rescuer``, ``Pruner``
+  and ``Scheduler``).
 
 Stopping in reverse is what makes shutdown lose nothing: claiming stops first, running tasks get
 the grace period, their outcomes are written, and only then is whatever is left put back to
@@ -32,7 +34,11 @@ from .completer import Completer
 from .database import Params, Pool
 from .executor import Executor
 from .heartbeat import Heartbeat
+from .leader import Elector
 from .listener import Listener, StatusCallback
+from .pruner import Pruner
+from .rescuer import Rescuer
+from .scheduler import Scheduler, ScheduleSync
 from .service import Service, start_all, stop_all
 from .worker import Worker
 
@@ -51,6 +57,7 @@ class Runtime:
         self._pool = Pool()
         self._listener = Listener()
         self._worker: Worker | None = None
+        self._elector: Elector | None = None
         self._worker_services: list[Service] = []
         self._calls: set[asyncio.Task[Any]] = set()  # from other loops, in flight
 
@@ -58,6 +65,11 @@ class Runtime:
     def worker(self) -> Worker | None:
         """The claim loop while the worker services run, else None."""
         return self._worker
+
+    @property
+    def is_leader(self) -> bool:
+        """Whether this process's runtime leads (runs the schedules, rescue and pruning)."""
+        return self._elector is not None and self._elector.is_leader
 
     def _connection_services(self) -> list[Service]:
         return [self._pool, self._listener]
@@ -182,14 +194,36 @@ class Runtime:
             concurrency=settings.concurrency,
             interval=settings.heartbeat_interval,
         )
-        services: list[Service] = [heartbeat, completer, executor, worker]
+        pool = self._pool
+
+        def leader_services() -> list[Service]:
+            return [
+                Rescuer(
+                    pool,
+                    timeout=settings.worker_timeout,
+                    interval=settings.heartbeat_interval,
+                ),
+                Pruner(pool, interval=settings.clean_interval),
+                Scheduler(pool, poll_interval=settings.poll_interval),
+            ]
+
+        elector = Elector(pool, worker_id, leader_services)
+        services: list[Service] = [
+            heartbeat,
+            ScheduleSync(pool),
+            completer,
+            executor,
+            worker,
+            elector,
+        ]
         await start_all(services)
-        self._worker_services, self._worker = services, worker
+        self._worker_services, self._worker, self._elector = services, worker, elector
 
     async def _stop(self, timeout: float | None) -> None:
         grace = conf.get().shutdown_timeout if timeout is None else timeout
         deadline = asyncio.get_running_loop().time() + grace
-        services, self._worker_services, self._worker = self._worker_services, [], None
+        services, self._worker_services = self._worker_services, []
+        self._worker = self._elector = None
         try:
             await stop_all(services, deadline)
         finally:
@@ -229,7 +263,7 @@ class Runtime:
     def _halt_loop(self) -> None:
         with self._lock:
             loop, thread = self._loop, self._thread
-            self._loop = self._thread = self._worker = None
+            self._loop = self._thread = self._worker = self._elector = None
             self._pool, self._listener = Pool(), Listener()
         if loop is None or thread is None:
             return

@@ -44,10 +44,8 @@ class Heartbeat:
         self._beating: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        queues = json.dumps(list(self._queues) if self._queues is not None else None)
-        params = [self._worker_id, socket.gethostname(), os.getpid(), queues, self._concurrency]
         try:
-            await self._pool.execute(sql.WORKER_INSERT, params)
+            await self._join()
         except psycopg.errors.UndefinedTable as exc:
             raise NotMigrated() from exc
         self._beating = asyncio.create_task(self._beat(), name="autotask heartbeat")
@@ -66,10 +64,21 @@ class Heartbeat:
         finally:
             await self._pool.execute(sql.WORKER_DELETE, [self._worker_id])
 
+    async def _join(self) -> None:
+        queues = json.dumps(list(self._queues) if self._queues is not None else None)
+        params = [self._worker_id, socket.gethostname(), os.getpid(), queues, self._concurrency]
+        await self._pool.execute(sql.WORKER_INSERT, params)
+
     async def _beat(self) -> None:
         while True:
             await asyncio.sleep(self._interval)
             try:
-                await self._pool.execute(sql.WORKER_HEARTBEAT, [self._worker_id])
+                if not await self._pool.execute(sql.WORKER_HEARTBEAT, [self._worker_id]):
+                    # Taken for lost (a heartbeat came too late) and rescued: its runs went to
+                    # others; this worker comes back, or everything it claims would be rescued.
+                    logger.warning(
+                        "autotask: worker %s was taken for lost; rejoining", self._worker_id
+                    )
+                    await self._join()
             except psycopg.Error as exc:
                 logger.warning("autotask: heartbeat failed (%s)", exc)

@@ -8,6 +8,8 @@ shutdown may take, for a service with something to wait for.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Protocol
@@ -44,3 +46,44 @@ async def stop_all(services: Sequence[Service], deadline: float) -> None:
             first = first or exc
     if first is not None:
         raise first
+
+
+class Periodic:
+    """A service that calls ``step()`` until stopped; ``step`` returns seconds until the next.
+
+    Stopping waits for a step in progress (until the deadline), instead of cancelling it in the
+    middle of a statement; a step that raises is logged and tried again after ``error_pause``.
+    """
+
+    error_pause = 1.0
+
+    def __init__(self) -> None:
+        self._stopping = asyncio.Event()
+        self._looping: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._looping = asyncio.create_task(self._loop(), name=f"autotask {type(self).__name__}")
+
+    async def stop(self, deadline: float) -> None:
+        self._stopping.set()
+        if self._looping is None:
+            return
+        remaining = max(deadline - asyncio.get_running_loop().time(), 1.0)
+        try:
+            await asyncio.wait_for(asyncio.shield(self._looping), remaining)
+        except TimeoutError:
+            self._looping.cancel()
+            await asyncio.gather(self._looping, return_exceptions=True)
+
+    async def step(self) -> float:
+        raise NotImplementedError
+
+    async def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                pause = await self.step()
+            except Exception:
+                logger.exception("autotask: %s failed; trying again", type(self).__name__)
+                pause = self.error_pause
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), max(pause, 0.0))
