@@ -6,7 +6,18 @@ from .exceptions import (
     ResultNotStored,
     RunDoesNotExist,
     RuntimeStopped,
+    ScheduleDoesNotExist,
     TaskNotRegistered,
+    WorkerLost,
+)
+from .store import (
+    ScheduleRecord,
+    apause_schedule,
+    aresume_schedule,
+    aschedules,
+    pause_schedule,
+    resume_schedule,
+    schedules,
 )
 
 # Through the seed's module ``autotask.task``, and before ``task`` the decorator: importing the
@@ -22,7 +33,7 @@ from .task import (
     TaskError,
     TaskHandle,
 )
-from .tasks import Task, task
+from .tasks import Task, cron_task, delayed_task, periodic_task, task
 
 __all__ = [
     "CANCELLED",
@@ -36,10 +47,22 @@ __all__ = [
     "ResultNotStored",
     "RunDoesNotExist",
     "RuntimeStopped",
+    "ScheduleDoesNotExist",
+    "ScheduleRecord",
     "Status",
     "Task",
     "TaskError",
     "TaskHandle",
     "TaskNotRegistered",
+    "WorkerLost",
+    "apause_schedule",
+    "aresume_schedule",
+    "aschedules",
+    "cron_task",
+    "delayed_task",
+    "pause_schedule",
+    "periodic_task",
+    "resume_schedule",
+    "schedules",
     "task",
 ]

@@ -67,8 +67,8 @@ class Cron:
     def __post_init__(self) -> None:
         if not isinstance(self.expression, str) or not self.expression.strip():
             raise InvalidTaskOptions(f"cron must be a cron expression, not {self.expression!r}.")
-        try:
-            croniter(self.expression, datetime(2000, 1, 1))
+        try:  # one step, which also finds expressions no date matches (30 February)
+            croniter(self.expression, datetime(2000, 1, 1)).get_next(datetime)
         except (CroniterBadCronError, CroniterError, ValueError, KeyError) as exc:
             raise InvalidTaskOptions(f"cron {self.expression!r} is not valid: {exc}") from None
 

@@ -1,4 +1,5 @@
 from django.db import models
+from django.db.models.functions import Now
 
 
 class Counter(models.Model):
@@ -9,3 +10,4 @@ class Counter(models.Model):
 class Execution(models.Model):
     key = models.CharField(max_length=100)
     pid = models.IntegerField(null=True)
+    at = models.DateTimeField(db_default=Now())

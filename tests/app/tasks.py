@@ -5,6 +5,7 @@ import os
 import time
 
 from autotask import task
+from autotask.tasks import cron_task, delayed_task, periodic_task
 
 
 @task
@@ -99,3 +100,29 @@ async def async_stream(pause: float) -> int:
 @task
 def fail_with_surrogate() -> None:
     raise ValueError("cannot process file \udcff.txt")
+
+
+@delayed_task(delay=1, retries=2, ttl=60)
+def flaky_later(key: str) -> str:
+    """The seed's decorator: fails its first two attempts, each recorded with its time."""
+    from tests.app.models import Execution
+
+    Execution.objects.create(key=key, pid=os.getpid())
+    attempts = Execution.objects.filter(key=key).count()
+    if attempts < 3:
+        raise RuntimeError(f"attempt {attempts} fails")
+    return f"ok after {attempts}"
+
+
+# Schedules far enough apart never to come due while the suite runs, unless a test makes them:
+# every worker a test starts records them (and the leader would tick them).
+@periodic_task(seconds=3600)
+def hourly() -> str:
+    from tests.app.models import Execution
+
+    return str(Execution.objects.create(key="hourly", pid=os.getpid()).pk)
+
+
+@cron_task(crontab="0 0 * 1 1")  # the seed's order: midnight on 1 January
+def new_year() -> None:
+    return None
