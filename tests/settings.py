@@ -32,6 +32,20 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTOTASK_WORKERS = 4
 AUTOTASK_HANDLE_TASK_IDLE_TIME = 2.0
 AUTOTASK_RETRY_DELAY = 0.2
+
+# Processes a test starts (``manage.py autotask_worker``) take their timings from the environment.
+for _name in (
+    "AUTOTASK_WORKERS",
+    "AUTOTASK_HANDLE_TASK_IDLE_TIME",
+    "AUTOTASK_WORKER_MONITOR_INTERVALL",
+    "AUTOTASK_WORKER_TIMEOUT",
+):
+    if _name in os.environ:
+        globals()[_name] = (int if _name == "AUTOTASK_WORKERS" else float)(os.environ[_name])
+
+# The app with a task every second, only in the processes of the test that counts its ticks.
+if os.environ.get("AUTOTASK_TEST_TICKING"):
+    INSTALLED_APPS.append("tests.ticking")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

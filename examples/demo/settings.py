@@ -5,8 +5,9 @@ Everything that a test (or you) may want to change comes from the environment:
 * ``DATABASE_URL``: a PostgreSQL URL or ``key=value`` conninfo string
   (default ``postgresql://postgres@127.0.0.1:5432/test``);
 * ``DEBUG``: ``1``/``true``/``yes`` to turn it on;
-* ``AUTOTASK_WORKERS``, ``AUTOTASK_SHUTDOWN_TIMEOUT``, ``AUTOTASK_HANDLE_TASK_IDLE_TIME``:
-  the autotask settings of the same names.
+* ``AUTOTASK_IS_ACTIVE`` (``1`` to run tasks in the processes of a WSGI server, see
+  ``demo/wsgi.py``), ``AUTOTASK_WORKERS``, ``AUTOTASK_SHUTDOWN_TIMEOUT``,
+  ``AUTOTASK_HANDLE_TASK_IDLE_TIME``: the autotask settings of the same names.
 """
 
 from __future__ import annotations
@@ -72,7 +73,9 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "demo.urls"
 ASGI_APPLICATION = "demo.asgi.application"
+WSGI_APPLICATION = "demo.wsgi.application"
 
+AUTOTASK_IS_ACTIVE = _flag("AUTOTASK_IS_ACTIVE", False)
 AUTOTASK_WORKERS = _number("AUTOTASK_WORKERS", 4, int)
 AUTOTASK_SHUTDOWN_TIMEOUT = _number("AUTOTASK_SHUTDOWN_TIMEOUT", 10.0)
 AUTOTASK_HANDLE_TASK_IDLE_TIME = _number("AUTOTASK_HANDLE_TASK_IDLE_TIME", 10.0)

@@ -126,3 +126,13 @@ def hourly() -> str:
 @cron_task(crontab="0 0 * 1 1")  # the seed's order: midnight on 1 January
 def new_year() -> None:
     return None
+
+
+@task(retries=1)
+def record_slowly(key: str, seconds: float) -> int:
+    """Sleeps, then records its execution: one killed while sleeping has left no record.
+    (A run lost with its process counts as an attempt: the retry is what runs it again.)"""
+    from tests.app.models import Execution
+
+    time.sleep(seconds)
+    return Execution.objects.create(key=key, pid=os.getpid()).pk

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,31 +13,16 @@ from django.db.models import Count
 from autotask.models import TaskRun
 from tests.app.models import Execution
 from tests.app.tasks import record
-from tests.conftest import database_conninfo, wait_until
+from tests.conftest import wait_until
+from tests.integration.processes import start_worker_process
 
-ROOT = Path(__file__).resolve().parents[2]
 JOBS = 2000
-
-
-def _start_worker_process(log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_conninfo(),
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "django", "autotask_worker", "--settings=tests.settings"],
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
 
 
 @pytest.mark.django_db(transaction=True)
 def test_two_runtimes_in_two_processes_run_every_job_exactly_once(tmp_path: Path) -> None:
     logs = [tmp_path / f"worker{n}.log" for n in range(2)]
-    workers = [_start_worker_process(log) for log in logs]
+    workers = [start_worker_process(log) for log in logs]
     try:
         wait_until(lambda: _live_workers() == 2, timeout=30)
         with transaction.atomic():
