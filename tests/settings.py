@@ -29,6 +29,7 @@ INSTALLED_APPS = [
     "tests.app",
 ]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+ROOT_URLCONF = "tests.urls"
 AUTOTASK_WORKERS = 4
 AUTOTASK_HANDLE_TASK_IDLE_TIME = 2.0
 AUTOTASK_RETRY_DELAY = 0.2

@@ -17,7 +17,7 @@ from autotask.runtime.database import Pool
 from autotask.runtime.pruner import Pruner
 from autotask.runtime.scheduler import Scheduler, ScheduleSync, schedule_key
 from tests.app.models import Execution
-from tests.app.tasks import add, hourly, new_year
+from tests.app.tasks import add, failing_hourly, hourly, new_year
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.usefixtures("transactional_db")
@@ -205,3 +205,14 @@ def test_pruning_runs_on_the_leader_every_clean_intervall(settings, fast_leader:
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM autotask_task WHERE status = 'waiting'")
         assert cursor.fetchone()[0] == 0
+
+
+def test_a_tick_whose_run_failed_does_not_stop_the_next(fast_leader: None) -> None:
+    for n in (1, 2):
+        Schedule.objects.filter(name=failing_hourly.name).update(next_run_at=timezone.now())
+        wait_until(
+            lambda n=n: TaskRun.objects.filter(name=failing_hourly.name, status=ERROR).count() == n,
+            timeout=10,
+        )
+    assert TaskRun.objects.filter(name=failing_hourly.name).count() == 2
+    assert not Schedule.objects.get(name=failing_hourly.name).paused

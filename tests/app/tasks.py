@@ -136,3 +136,8 @@ def record_slowly(key: str, seconds: float) -> int:
 
     time.sleep(seconds)
     return Execution.objects.create(key=key, pid=os.getpid()).pk
+
+
+@periodic_task(seconds=3600)
+def failing_hourly() -> None:
+    raise RuntimeError("this tick fails")
