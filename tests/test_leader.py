@@ -11,13 +11,14 @@ from django.db import connection
 from django.utils import timezone
 
 import autotask
-from autotask import DONE, ERROR, ScheduleDoesNotExist, runtime
+from autotask import DONE, ERROR, WAITING, ScheduleDoesNotExist, runtime
 from autotask.models import Schedule, TaskRun, Worker
 from autotask.runtime.database import Pool
 from autotask.runtime.pruner import Pruner
+from autotask.runtime.rescuer import Rescuer
 from autotask.runtime.scheduler import Scheduler, ScheduleSync, schedule_key
 from tests.app.models import Execution
-from tests.app.tasks import add, failing_hourly, hourly, new_year
+from tests.app.tasks import add, failing_hourly, flaky_later, hourly, new_year
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.usefixtures("transactional_db")
@@ -216,3 +217,72 @@ def test_a_tick_whose_run_failed_does_not_stop_the_next(fast_leader: None) -> No
         )
     assert TaskRun.objects.filter(name=failing_hourly.name).count() == 2
     assert not Schedule.objects.get(name=failing_hourly.name).paused
+
+
+def _rescue_once(worker_id: uuid.UUID) -> object:
+    async def step(pool: Pool) -> float:
+        return await Rescuer(pool, worker_id, timeout=30, interval=5).step()
+
+    return _run_async(step)
+
+
+def test_the_rescue_spares_runs_started_within_the_timeout() -> None:
+    me = Worker.objects.create(id=uuid.uuid4(), host="me", pid=2, concurrency=1)
+    gone = uuid.uuid4()  # taken for lost, still claiming until its heartbeat rejoins
+    fresh = TaskRun.objects.create(
+        name=add.name, status="running", attempts=1, worker_id=gone, started_at=timezone.now()
+    )
+    old = _insert_running(gone, attempts=1, max_attempts=2)
+    _rescue_once(me.id)
+    assert TaskRun.objects.get(pk=fresh.pk).status == "running"
+    assert TaskRun.objects.get(pk=old).status == WAITING
+
+
+def test_a_leader_whose_own_heartbeat_is_late_rescues_nothing() -> None:
+    me = Worker.objects.create(
+        id=uuid.uuid4(), host="me", pid=2, concurrency=1, heartbeat_at=timezone.now() - HOUR
+    )
+    other = Worker.objects.create(
+        id=uuid.uuid4(), host="other", pid=3, concurrency=1, heartbeat_at=timezone.now() - HOUR
+    )
+    run = _insert_running(other.id, attempts=1, max_attempts=2)
+    _rescue_once(me.id)  # after an outage: every heartbeat is stale, its own too
+    assert TaskRun.objects.get(pk=run).status == "running"
+    assert Worker.objects.filter(pk=other.id).exists()
+
+
+def test_a_new_leader_waits_one_timeout_before_its_first_rescue() -> None:
+    assert Rescuer(None, uuid.uuid4(), timeout=30, interval=5).first_pause == 30
+
+
+def test_a_rescued_error_expires_after_its_tasks_ttl() -> None:
+    me = Worker.objects.create(id=uuid.uuid4(), host="me", pid=2, concurrency=1)
+    spent = TaskRun.objects.create(
+        name=flaky_later.name,  # ttl=60
+        status="running",
+        attempts=3,
+        max_attempts=3,
+        worker_id=uuid.uuid4(),
+        started_at=timezone.now() - HOUR,
+    )
+    _rescue_once(me.id)
+    row = TaskRun.objects.get(pk=spent.pk)
+    assert row.status == ERROR
+    assert (row.expires_at - row.finished_at).total_seconds() == 60
+
+
+def test_no_second_tick_is_enqueued_while_the_first_still_waits() -> None:
+    tick = timezone.now().replace(microsecond=0) - datetime.timedelta(seconds=1)
+    Schedule.objects.create(name=hourly.name, spec="every 3600s", next_run_at=tick)
+
+    async def two_ticks(pool: Pool) -> None:
+        scheduler = Scheduler(pool, poll_interval=1.0)
+        await scheduler.step()
+        await pool.execute(
+            "UPDATE autotask_schedule SET next_run_at = now() - interval '1 second'", []
+        )
+        await scheduler.step()  # the first tick's run has not started: no second one
+
+    _run_async(two_ticks)
+    assert TaskRun.objects.filter(name=hourly.name).count() == 1
+    assert Schedule.objects.get(name=hourly.name).next_run_at > timezone.now()

@@ -150,3 +150,24 @@ def test_bad_schedules_are_value_errors_naming_the_field_and_value(make, message
     with pytest.raises(InvalidTaskOptions, match=message) as caught:
         make()
     assert isinstance(caught.value, ValueError)
+
+
+def test_every_counts_elapsed_time_whatever_zone_the_moment_is_in() -> None:
+    first_0230 = datetime(2026, 10, 25, 2, 30, tzinfo=BERLIN, fold=0)  # CEST, 00:30 UTC
+    assert Every(3600).next_after(first_0230) == datetime(2026, 10, 25, 1, 30, tzinfo=UTC)
+    before_jump = datetime(2026, 3, 29, 1, 30, tzinfo=BERLIN)  # CET, 00:30 UTC
+    assert Every(3600).next_after(before_jump) == datetime(2026, 3, 29, 1, 30, tzinfo=UTC)
+
+
+def test_specs_tell_intervals_apart() -> None:
+    assert Every(1234567).spec != Every(1234568).spec
+    assert (Every(3600).spec, Every(1.5).spec) == ("every 3600s", "every 1.5s")
+    assert Every(60, start_now=True).spec == "every 60s from start"
+
+
+def test_cron_wants_five_fields_and_the_seed_lists_take_a_single_integer() -> None:
+    with pytest.raises(InvalidTaskOptions, match=r"must have 5 fields .* not 6"):
+        Cron("* * * * * *", UTC_ZONE)  # croniter would read seconds: every second
+    assert Cron("@hourly", UTC_ZONE).expression == "@hourly"
+    single = seed_cron(minutes=5, hours=7, tz=UTC_ZONE)
+    assert single.expression == seed_cron(minutes=[5], hours=[7], tz=UTC_ZONE).expression

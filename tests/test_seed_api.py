@@ -85,8 +85,8 @@ def test_new_code_gives_every_and_cron_on_task() -> None:
 @pytest.mark.parametrize(
     ("decorate", "message"),
     [
-        (lambda: periodic_task(seconds=0), r"every must be from 1 second"),
-        (lambda: periodic_task(seconds="60"), r"every must be a number of seconds"),
+        (lambda: periodic_task(seconds=0), r"seconds must be from 1 second"),
+        (lambda: periodic_task(seconds="60"), r"seconds must be a number of seconds"),
         (lambda: cron_task(minutes=[61]), r"minutes: 61 is not an integer in 0-59"),
         (lambda: cron_task(crontab="* * 8 * *"), r"field dow: '8' is outside 0-6"),
         (lambda: task(every=60, cron="* * * * *"), r"either every or cron"),

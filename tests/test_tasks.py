@@ -135,10 +135,14 @@ async def test_defer_enqueues_through_the_async_pool() -> None:
 
 
 @pytest.mark.django_db
-def test_waiting_inside_the_enqueuing_transaction_is_a_clear_error() -> None:
+def test_waiting_inside_the_enqueuing_transaction_is_a_clear_error(caplog) -> None:
     handle = add(1, 2)  # the db fixture's transaction is still open
     with pytest.raises(RuntimeError, match="still open"):
         handle.wait(5)
+    assert handle.status == "waiting" and not handle.ready  # reads are fine, and say so:
+    assert not handle.ready
+    warnings = [r.getMessage() for r in caplog.records if "still open" in r.getMessage()]
+    assert len(warnings) == 1 and "polling it there never ends" in warnings[0]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -268,3 +268,27 @@ def test_an_error_postgresql_could_not_store_as_is_is_stored_escaped(worker: Non
 )
 def test_only_connection_trouble_is_retried(error: psycopg.Error, transient: bool) -> None:
     assert is_transient(error) is transient
+
+
+def test_a_finish_is_retried_through_an_outage_longer_than_a_few_attempts(
+    worker: None, monkeypatch
+) -> None:
+    """Fault injection on the runtime's own pool wrapper: the first 8 finishing statements
+    fail as a lost connection would; the run must still end DONE, not stay 'running'."""
+    from autotask import sql
+    from autotask.runtime import completer
+    from autotask.runtime.database import Pool
+
+    monkeypatch.setattr(completer, "_RETRY_PAUSE", 0.05)
+    failures = {"left": 8}
+    real = Pool.fetchall
+
+    async def flaky(self, statement, params):
+        if statement == sql.RUN_SET_STATUS_IF_RUNNING_MANY and failures["left"] > 0:
+            failures["left"] -= 1
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        return await real(self, statement, params)
+
+    monkeypatch.setattr(Pool, "fetchall", flaky)
+    handle = add(2, 2).wait(20)
+    assert (handle.status, handle.result, failures["left"]) == (DONE, 4, 0)

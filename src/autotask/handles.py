@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import queue as _queue
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -26,6 +27,8 @@ from typing import Any, Self
 from . import conf, runtime, store
 from .status import FINAL_STATUSES, Status, TaskError
 from .store import RunRecord
+
+logger = logging.getLogger("autotask")
 
 
 class _HandleState:
@@ -73,7 +76,7 @@ class _HandleState:
     @property
     def ready(self) -> bool:
         """True once the run is finished (DONE, ERROR or CANCELLED)."""
-        return self._status in FINAL_STATUSES
+        return self._finished
 
     @property
     def result(self) -> Any:
@@ -139,6 +142,8 @@ class TaskHandle(_HandleState):
     """Follows one run from sync code; ``status``, ``ready``, ``result`` and ``error`` are live
     until the run is finished."""
 
+    _warned_invisible = False
+
     @property
     def status(self) -> Status:
         self._refresh_unless_finished()
@@ -150,6 +155,20 @@ class TaskHandle(_HandleState):
 
     @property
     def ready(self) -> bool:
+        """True once DONE, ERROR or CANCELLED; read afresh until then.
+
+        Inside the still-open transaction that enqueued the run it stays False (no worker can
+        see the run before the commit), and the first such read logs a warning saying so:
+        a loop polling ``ready`` there would never end.
+        """
+        if not self._finished and not self._warned_invisible and self._invisible():
+            self._warned_invisible = True
+            logger.warning(
+                "autotask: run #%s was enqueued in the transaction that is still open, so it "
+                "cannot be ready before that commits (ATOMIC_REQUESTS?): polling it there "
+                "never ends.",
+                self.id,
+            )
         self._refresh_unless_finished()
         return self._finished
 
@@ -214,18 +233,24 @@ class TaskHandle(_HandleState):
                     if self._status != previous:
                         yield self._status
 
+    def _invisible(self) -> bool:
+        """Whether this run was enqueued in the transaction that is still open (sync only)."""
+        if self._enqueued_by is None:
+            return False
+        if store.in_open_transaction(self._enqueued_by):
+            return True
+        if not store.in_atomic_block():
+            self._enqueued_by = None
+        return False
+
     def _check_visible(self) -> None:
         """Waiting on a run inside the still-open transaction that enqueued it cannot end."""
-        if self._enqueued_by is None:
-            return
-        if store.in_open_transaction(self._enqueued_by):
+        if self._invisible():
             raise RuntimeError(
                 f"Task run #{self.id} was enqueued in the transaction that is still "
                 "open, so no worker can see it yet: wait for it after the "
                 "transaction.atomic() block. (In tests, use transactional_db.)"
             )
-        if not store.in_atomic_block():
-            self._enqueued_by = None
 
     def wait(self, timeout: float | None = None) -> Self:
         """Block until the run is finished; TimeoutError after ``timeout`` seconds."""

@@ -64,6 +64,12 @@ class TaskRun(models.Model):
             models.Index(
                 "worker_id", name="autotask_task_running", condition=models.Q(status="running")
             ),
+            # A schedule's tick still waiting (the scheduler enqueues no second one behind it).
+            models.Index(
+                "name",
+                name="autotask_task_tick_waiting",
+                condition=models.Q(status="waiting", schedule_key__isnull=False),
+            ),
             # Pruning: finished runs in the order they expire.
             models.Index(
                 "expires_at",

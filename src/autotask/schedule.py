@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -36,25 +36,29 @@ class Every:
 
     seconds: float
     start_now: bool = False
+    option: str = field(default="every", compare=False)  # its name in errors
 
     def __post_init__(self) -> None:
         seconds = self.seconds
         if isinstance(seconds, bool) or not isinstance(seconds, int | float):
-            raise InvalidTaskOptions(f"every must be a number of seconds, not {seconds!r}.")
+            raise InvalidTaskOptions(f"{self.option} must be a number of seconds, not {seconds!r}.")
         if not 1 <= seconds <= 366 * 86400:
             raise InvalidTaskOptions(
-                f"every must be from 1 second to a year (31,622,400 s), not {seconds!r}."
+                f"{self.option} must be from 1 second to a year (31,622,400 s), not {seconds!r}."
             )
 
     @property
     def spec(self) -> str:
-        return f"every {self.seconds:g}s" + (" from start" if self.start_now else "")
+        seconds = float(self.seconds)
+        amount = str(int(seconds)) if seconds.is_integer() else repr(seconds)
+        return f"every {amount}s" + (" from start" if self.start_now else "")
 
     def first(self, now: datetime) -> datetime:
         return now if self.start_now else self.next_after(now)
 
     def next_after(self, moment: datetime) -> datetime:
-        return moment + timedelta(seconds=self.seconds)
+        # In UTC: an aware datetime of a zone with DST adds wall-clock time, not elapsed time.
+        return moment.astimezone(UTC) + timedelta(seconds=self.seconds)
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,12 @@ class Cron:
     def __post_init__(self) -> None:
         if not isinstance(self.expression, str) or not self.expression.strip():
             raise InvalidTaskOptions(f"cron must be a cron expression, not {self.expression!r}.")
+        fields = self.expression.split()
+        if not self.expression.startswith("@") and len(fields) != 5:
+            raise InvalidTaskOptions(
+                f"cron {self.expression!r} must have 5 fields (minute hour day-of-month month "
+                f"day-of-week), not {len(fields)}."
+            )
         try:  # one step, which also finds expressions no date matches (30 February)
             croniter(self.expression, datetime(2000, 1, 1)).get_next(datetime)
         except (CroniterBadCronError, CroniterError, ValueError, KeyError) as exc:
@@ -128,11 +138,11 @@ _TOKEN = re.compile(r"^(?:(\*)|(\d+)(?:-(\d+))?)(?:/(\d+))?$")
 
 def seed_cron(
     *,
-    minutes: Iterable[int] | None = None,
-    hours: Iterable[int] | None = None,
-    dow: Iterable[int] | None = None,
-    months: Iterable[int] | None = None,
-    dom: Iterable[int] | None = None,
+    minutes: Iterable[int] | int | None = None,
+    hours: Iterable[int] | int | None = None,
+    dow: Iterable[int] | int | None = None,
+    months: Iterable[int] | int | None = None,
+    dom: Iterable[int] | int | None = None,
     crontab: str | None = None,
     tz: ZoneInfo,
 ) -> Cron:
@@ -145,10 +155,13 @@ def seed_cron(
     return Cron(_standard_expression(fields), tz)
 
 
-def _seed_list(name: str, value: Iterable[int] | None) -> set[int] | None:
-    """A list argument of ``cron_task``: None (every value) or integers in the field's range."""
+def _seed_list(name: str, value: Iterable[int] | int | None) -> set[int] | None:
+    """A list argument of ``cron_task``: None (every value), integers in the field's range, or
+    one such integer alone."""
     if value is None:
         return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
     low, high = _SEED_RANGES[name]
     if isinstance(value, str | bytes) or not isinstance(value, Iterable):
         raise InvalidTaskOptions(

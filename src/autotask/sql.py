@@ -102,21 +102,27 @@ WHERE status = 'running' AND worker_id = %s
 
 # A rescue: running runs whose worker has no row any more (its heartbeat went stale, or it left
 # without putting them back) wait again if attempts remain (the lost attempt counts), else end
-# in ERROR saying the worker was lost. The error is kept either way, as the last one seen.
+# in ERROR saying the worker was lost, expiring after their task's ttl (the leader's registry;
+# %(ttl)s for tasks it does not know). The error is kept either way, as the last one seen. Only
+# runs started before the timeout: a worker taken for lost keeps what it claimed since.
 RUN_RESCUE_IF_WORKER_GONE = """
 UPDATE autotask_task AS t
 SET status = CASE WHEN t.attempts < t.max_attempts THEN 'waiting' ELSE 'error' END,
     error = jsonb_build_object(
         'type', 'autotask.exceptions.WorkerLost',
         'message', 'the worker running it (' || t.worker_id::text || ') was lost: '
-                   || 'no heartbeat for ' || %(timeout)s || ' s',
+                   || 'no heartbeat for ' || %(timeout)s::float8 || ' s',
         'traceback', ''),
     finished_at = CASE WHEN t.attempts < t.max_attempts THEN NULL ELSE now() END,
     expires_at = CASE WHEN t.attempts < t.max_attempts THEN NULL
-                      ELSE now() + %(ttl)s * interval '1 second' END,
+                      ELSE now() + COALESCE(
+                          (SELECT k.ttl FROM unnest(%(names)s::text[], %(ttls)s::float8[])
+                                             AS k(name, ttl) WHERE k.name = t.name),
+                          %(ttl)s) * interval '1 second' END,
     run_at = CASE WHEN t.attempts < t.max_attempts THEN now() ELSE t.run_at END,
     worker_id = NULL
 WHERE t.status = 'running'
+  AND t.started_at < now() - %(timeout)s * interval '1 second'
   AND NOT EXISTS (SELECT 1 FROM autotask_worker AS w WHERE w.id = t.worker_id)
 RETURNING t.id, t.status
 """
@@ -142,6 +148,10 @@ VALUES (%s, %s, %s, %s::jsonb, %s, now(), now())
 
 WORKER_HEARTBEAT = "UPDATE autotask_worker SET heartbeat_at = now() WHERE id = %s"
 
+WORKER_HEARTBEAT_AGE = """
+SELECT extract(epoch FROM now() - heartbeat_at) FROM autotask_worker WHERE id = %s
+"""
+
 WORKER_DELETE = "DELETE FROM autotask_worker WHERE id = %s"
 
 # The leader's half of a rescue: workers silent for longer than the timeout are gone.
@@ -166,6 +176,13 @@ SELECT EXISTS (
 LEADER_TRY_LOCK = "SELECT pg_try_advisory_lock(7022647215996892011)"
 LEADER_UNLOCK = "SELECT pg_advisory_unlock(7022647215996892011)"
 LEADER_ALIVE = "SELECT 1"
+
+# The server's end of a dedicated connection: a session whose host vanished (power, network) is
+# ended within about 25 s, and with it the leader's lock; not after the system's two hours.
+# Sent as SET, not as startup options, which poolers such as pgbouncer refuse.
+SESSION_KEEPALIVES = (
+    "SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3"
+)
 
 # --- schedules: one row per periodic or cron task, the clock that survives restarts ---
 
@@ -203,7 +220,8 @@ WHERE name = ANY(%s) AND NOT paused AND NOT orphaned
 
 # One tick, in one statement: the schedule moves on only from the tick this leader saw (two
 # leaders for a moment advance it once), and the run is inserted only if it moved, keyed by
-# the tick (ON CONFLICT: a tick is enqueued once, whatever happens).
+# the tick (ON CONFLICT: a tick is enqueued once, whatever happens), and only if no earlier
+# tick of it still waits: behind busy workers, ticks do not pile up to run in a burst later.
 SCHEDULE_TICK = """
 WITH advanced AS (
     UPDATE autotask_schedule
@@ -216,6 +234,10 @@ INSERT INTO autotask_task
 SELECT advanced.name, %(queue)s, '[]', '{}', %(priority)s, %(max_attempts)s, now(),
        'waiting', %(schedule_key)s
 FROM advanced
+WHERE NOT EXISTS (
+    SELECT 1 FROM autotask_task AS w
+    WHERE w.name = advanced.name AND w.status = 'waiting' AND w.schedule_key IS NOT NULL
+)
 ON CONFLICT (schedule_key) DO NOTHING
 RETURNING id
 """

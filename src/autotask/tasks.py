@@ -302,15 +302,15 @@ def periodic_task(
     call enqueues one extra run)."""
     if callable(seconds):
         raise TypeError("Use @periodic_task() with parentheses.")
-    return _decorator(name=None, schedule=Every(seconds, start_now=start_now))
+    return _decorator(name=None, schedule=Every(seconds, start_now=start_now, option="seconds"))
 
 
 def cron_task(
-    minutes: Iterable[int] | None = None,
-    hours: Iterable[int] | None = None,
-    dow: Iterable[int] | None = None,
-    months: Iterable[int] | None = None,
-    dom: Iterable[int] | None = None,
+    minutes: Iterable[int] | int | None = None,
+    hours: Iterable[int] | int | None = None,
+    dow: Iterable[int] | int | None = None,
+    months: Iterable[int] | int | None = None,
+    dom: Iterable[int] | int | None = None,
     crontab: str | None = None,
     *,
     tz: str | ZoneInfo | None = None,

@@ -15,9 +15,11 @@ some worker runs anywhere, and logs one warning saying how to get one if none do
 from __future__ import annotations
 
 import atexit
+import concurrent.futures.thread  # noqa: F401 - its exit hook must be registered before ours
 import logging
 import os
 import threading
+import time
 from typing import Any
 
 from django.core.handlers.asgi import ASGIHandler
@@ -29,8 +31,14 @@ from . import conf, runtime, store
 
 logger = logging.getLogger("autotask")
 
+# A start that failed (the database down, not migrated yet) is tried again at a request this
+# long after, rather than at every request or never.
+_RETRY_START_AFTER = 10.0
+
 _lock = threading.Lock()
 _started_in: int | None = None  # the pid whose runtime start() started (a fork starts afresh)
+_stop_registered_in: int | None = None
+_failed_at = -_RETRY_START_AFTER
 _serving_wsgi = False
 _checked = False
 
@@ -45,7 +53,8 @@ def _request_started(sender: Any, **kwargs: Any) -> None:
     if not (isinstance(sender, type) and issubclass(sender, WSGIHandler | ASGIHandler)):
         return  # the test client, or some other caller of the signal
     if conf.is_active():
-        if _started_in != os.getpid():
+        retry_due = time.monotonic() - _failed_at >= _RETRY_START_AFTER
+        if _started_in != os.getpid() and retry_due:
             threading.Thread(
                 target=_start_logging_errors, name="autotask-start", daemon=True
             ).start()
@@ -59,13 +68,19 @@ def start() -> None:
     For server hooks that run in each worker process once Django is set up, e.g. gunicorn's
     ``post_worker_init``, so a worker runs tasks before its first request.
     """
-    global _started_in
+    global _started_in, _stop_registered_in
     with _lock:
         if _started_in == os.getpid():
             return
         _started_in = os.getpid()
-    atexit.register(_stop_at_exit)
-    runtime.start()
+        if _stop_registered_in != os.getpid():
+            _stop_registered_in = os.getpid()
+            _at_exit(_stop_at_exit)
+    try:
+        runtime.start()
+    except BaseException:
+        _started_in = None  # try again later
+        raise
 
 
 def post_worker_init(worker: Any) -> None:
@@ -74,10 +89,31 @@ def post_worker_init(worker: Any) -> None:
 
 
 def _start_logging_errors() -> None:
+    global _failed_at
     try:
         start()
     except Exception:
-        logger.exception("autotask: the runtime did not start in this server process")
+        _failed_at = time.monotonic()
+        logger.exception(
+            "autotask: the runtime did not start in this server process; a request in %g s "
+            "or later tries again",
+            _RETRY_START_AFTER,
+        )
+
+
+def _at_exit(callback: Any) -> None:
+    """Run ``callback`` as the interpreter exits, before it shuts down threads and executors.
+
+    ``atexit`` runs too late for a graceful stop: by then ``concurrent.futures`` refuses new
+    work, so the event loop can no longer resolve a host name, and ``sync_to_async`` has no
+    thread to run in. ``threading._register_atexit`` (what ``concurrent.futures`` itself uses)
+    runs before that; plain ``atexit`` only where it does not exist.
+    """
+    register = getattr(threading, "_register_atexit", None)
+    if register is None:
+        atexit.register(callback)
+    else:
+        register(callback)
 
 
 def _stop_at_exit() -> None:

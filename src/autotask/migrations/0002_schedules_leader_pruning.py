@@ -48,6 +48,14 @@ class Migration(migrations.Migration):
         migrations.AddIndex(
             model_name="taskrun",
             index=models.Index(
+                models.F("name"),
+                condition=models.Q(("schedule_key__isnull", False), ("status", "waiting")),
+                name="autotask_task_tick_waiting",
+            ),
+        ),
+        migrations.AddIndex(
+            model_name="taskrun",
+            index=models.Index(
                 models.F("expires_at"),
                 condition=models.Q(("status__in", ["done", "error", "cancelled"])),
                 name="autotask_task_expiring",

@@ -200,6 +200,7 @@ class Runtime:
             return [
                 Rescuer(
                     pool,
+                    worker_id,
                     timeout=settings.worker_timeout,
                     interval=settings.heartbeat_interval,
                 ),
@@ -263,7 +264,7 @@ class Runtime:
     def _halt_loop(self) -> None:
         with self._lock:
             loop, thread = self._loop, self._thread
-            self._loop = self._thread = self._worker = self._elector = None
+            self._loop = self._thread = None
             self._pool, self._listener = Pool(), Listener()
         if loop is None or thread is None:
             return

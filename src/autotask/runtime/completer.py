@@ -3,13 +3,15 @@
 Outcomes that arrive while a write is in flight go out together in the next one (group commit:
 one statement, one commit, one status NOTIFY for the lot), whatever mix of DONE, ERROR and
 retries they are. Each write names the state it leaves (running, on this worker), so a run
-rescued from this worker is never overwritten by it. Connection trouble is retried; a batch
-PostgreSQL refuses for its data is split until the culprit stands alone and ends in ERROR.
+rescued from this worker is never overwritten by it. Connection trouble is retried until the
+runtime stops: a finish is never given up while the database may come back. A batch PostgreSQL
+refuses for its data is split until the culprit stands alone and ends in ERROR.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import uuid
 from collections.abc import Sequence
@@ -23,9 +25,9 @@ from .runs import Outcome
 
 logger = logging.getLogger("autotask")
 
-# Retries of a write through a short outage, waiting 1, 2, 3... seconds between them.
-_WRITE_ATTEMPTS = 5
+# Pauses between retries of a write through an outage: 1, 2, 3... seconds, then 10 at most.
 _RETRY_PAUSE = 1.0
+_MAX_RETRY_PAUSE = 10.0
 
 
 class Completer:
@@ -34,12 +36,18 @@ class Completer:
         self._worker_id = worker_id
         self._pending: list[tuple[Outcome, asyncio.Future[None]]] = []
         self._writer: asyncio.Task[None] | None = None
+        self._deadline: float | None = None  # set at stop: retries end then
 
     async def start(self) -> None:
         pass
 
     async def stop(self, deadline: float) -> None:
-        """Write everything already handed in: a finished run must not be requeued and rerun."""
+        """Write everything already handed in: a finished run must not be requeued and rerun.
+
+        Through an outage that outlasts the deadline, what is still unwritten stays 'running'
+        (the heartbeat's stop cannot put it back either, then) and is rescued later.
+        """
+        self._deadline = deadline
         if self._writer is not None:
             await asyncio.gather(self._writer, return_exceptions=True)
 
@@ -82,7 +90,9 @@ class Completer:
             logger.warning("autotask: run %s was no longer ours to finish", run_id)
 
     async def _retrying(self, outcomes: Sequence[Outcome]) -> set[int] | None:
-        """The guarded write, retried through short outages; None if it never went through.
+        """The guarded write, retried through outages for as long as this runtime runs (the
+        run holds its slot meanwhile); None if the shutdown's deadline passed first, and then
+        the run stays 'running' for the rescue.
 
         Only connection trouble is retried: an error about the data would fail every time.
         """
@@ -96,14 +106,19 @@ class Completer:
             "worker_id": self._worker_id,
         }
         what = [o.run_id for o in outcomes]
-        for attempt in range(_WRITE_ATTEMPTS):
+        loop = asyncio.get_running_loop()
+        for attempt in itertools.count(1):
             try:
                 rows = await self._pool.fetchall(sql.RUN_SET_STATUS_IF_RUNNING_MANY, params)
                 return {row[0] for row in rows}
             except psycopg.Error as exc:
                 if not is_transient(exc):
                     raise
-                logger.warning("autotask: could not finish runs %s (%s)", what, exc)
-                await asyncio.sleep(_RETRY_PAUSE * (attempt + 1))
-        logger.error("autotask: gave up finishing runs %s; they stay 'running'", what)
+                if attempt == 1:  # once per outage, not once per retry
+                    logger.warning("autotask: could not finish runs %s (%s); retrying", what, exc)
+            pause = min(_RETRY_PAUSE * attempt, _MAX_RETRY_PAUSE)
+            if self._deadline is not None and loop.time() + pause > self._deadline:
+                break
+            await asyncio.sleep(pause)
+        logger.error("autotask: gave up finishing runs %s at shutdown; they stay 'running'", what)
         return None

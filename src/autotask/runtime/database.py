@@ -42,10 +42,11 @@ def connection_kwargs(*, purpose: str = "pool") -> dict[str, Any]:
     return params
 
 
-def listener_kwargs() -> dict[str, Any]:
-    """Parameters for the dedicated LISTEN connection: autocommit, with TCP keepalives so a
-    dead socket is noticed instead of waiting forever for a notification."""
-    params = connection_kwargs(purpose="listener")
+def dedicated_kwargs(purpose: str) -> dict[str, Any]:
+    """Parameters for a connection of its own (the listener's, the leader's): autocommit, with
+    TCP keepalives, so that a dead server is noticed within about 25 s instead of the system's
+    two hours. (The server's end is set by ``sql.SESSION_KEEPALIVES`` once connected.)"""
+    params = connection_kwargs(purpose=purpose)
     params.update(autocommit=True)
     for key, value in (
         ("keepalives", 1),
@@ -55,6 +56,10 @@ def listener_kwargs() -> dict[str, Any]:
     ):
         params.setdefault(key, value)
     return params
+
+
+def listener_kwargs() -> dict[str, Any]:
+    return dedicated_kwargs("listener")
 
 
 def is_transient(exc: psycopg.Error) -> bool:

@@ -6,7 +6,8 @@ leader's process dies, PostgreSQL ends its session and the lock with it; the nex
 try (every ``_RETRY`` seconds) takes over. A leader checks its connection as often, and on
 losing it stops leading at once; another may lead by then, for a moment, which is harmless:
 leadership is only an optimisation (every tick is enqueued once by its unique key, and a rescue
-or a pruning done twice changes nothing).
+or a pruning done twice changes nothing). When the leader's host itself vanishes (power, a
+network cut), its session lingers on the server until TCP keepalives end it, about 25 s.
 
 The leader's services start when leadership is won and stop, in reverse, before the lock is
 released on stop, so a successor never overlaps a leader that is still winding down here.
@@ -23,7 +24,7 @@ from collections.abc import Callable, Sequence
 import psycopg
 
 from .. import sql
-from .database import Pool, connection_kwargs
+from .database import Pool, dedicated_kwargs
 from .service import Service, start_all, stop_all
 
 logger = logging.getLogger("autotask")
@@ -69,13 +70,13 @@ class Elector:
     async def _run(self) -> None:
         while not self._stopping.is_set():
             try:
-                conn = await psycopg.AsyncConnection.connect(
-                    **connection_kwargs(purpose="leader"), autocommit=True
-                )
+                conn = await psycopg.AsyncConnection.connect(**dedicated_kwargs("leader"))
                 async with conn:
+                    with contextlib.suppress(psycopg.Error):  # a pooler may refuse them
+                        await conn.execute(sql.SESSION_KEEPALIVES)
                     await self._campaign_on(conn)
-            except psycopg.Error as exc:
-                logger.warning("autotask: leader election connection failed (%s)", exc)
+            except (psycopg.Error, TimeoutError) as exc:
+                logger.warning("autotask: leader election connection failed (%r)", exc)
             except Exception:
                 logger.exception("autotask: leader election failed")
             await self._pause()
@@ -98,15 +99,23 @@ class Elector:
         try:
             while not self._stopping.is_set():
                 await self._pause()
-                await conn.execute(sql.LEADER_ALIVE)
+                # Bounded: a leader cut off from the server must stop leading, not hang here.
+                await asyncio.wait_for(conn.execute(sql.LEADER_ALIVE), self._retry * 2)
         finally:
             self.is_leader = False
-            await stop_all(services, self._deadline)
+            loop = asyncio.get_running_loop()
+            # Stopping: the shutdown's deadline; the connection lost: a moment, as a successor
+            # may be leading already.
+            deadline = self._deadline if self._stopping.is_set() else loop.time() + self._retry
+            await stop_all(services, deadline)
             if not conn.closed:
-                with contextlib.suppress(psycopg.Error):
-                    await conn.execute(sql.LEADER_UNLOCK)
-            with contextlib.suppress(psycopg.Error):
-                await self._pool.execute(sql.WORKER_SET_LEADER, [False, self._worker_id])
+                with contextlib.suppress(psycopg.Error, TimeoutError):
+                    await asyncio.wait_for(conn.execute(sql.LEADER_UNLOCK), self._retry)
+            with contextlib.suppress(psycopg.Error, TimeoutError):
+                await asyncio.wait_for(
+                    self._pool.execute(sql.WORKER_SET_LEADER, [False, self._worker_id]),
+                    self._retry,
+                )
             logger.info("autotask: this process is no longer the leader")
 
     async def _pause(self) -> None:

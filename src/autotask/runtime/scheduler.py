@@ -71,7 +71,8 @@ class Scheduler(Periodic):
         names = list(scheduled)
         for name, tick, now in await self._pool.fetchall(sql.SCHEDULE_SELECT_DUE, [names]):
             task, schedule = scheduled[name]
-            await self._tick(task, schedule, tick, now)
+            # In UTC: times come back in the session's zone, whose DST would skew arithmetic.
+            await self._tick(task, schedule, tick.astimezone(UTC), now.astimezone(UTC))
         row = await self._pool.fetchone(sql.SCHEDULE_SECONDS_UNTIL_DUE, [names])
         until_due = None if row is None or row[0] is None else float(row[0])
         if until_due is None:

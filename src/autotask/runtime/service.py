@@ -56,6 +56,7 @@ class Periodic:
     """
 
     error_pause = 1.0
+    first_pause = 0.0  # seconds before the first step
 
     def __init__(self) -> None:
         self._stopping = asyncio.Event()
@@ -79,6 +80,8 @@ class Periodic:
         raise NotImplementedError
 
     async def _loop(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), self.first_pause)
         while not self._stopping.is_set():
             try:
                 pause = await self.step()
