@@ -1,13 +1,16 @@
 """Background tasks for Django, stored in PostgreSQL and run inside the web process."""
 
+from . import backoff
 from .exceptions import (
     InvalidTaskOptions,
     NotMigrated,
+    Postpone,
     ResultNotStored,
     RunDoesNotExist,
     RuntimeStopped,
     ScheduleDoesNotExist,
     TaskNotRegistered,
+    TooManyPostpones,
     WorkerLost,
 )
 from .store import (
@@ -44,6 +47,7 @@ __all__ = [
     "AsyncTaskHandle",
     "InvalidTaskOptions",
     "NotMigrated",
+    "Postpone",
     "ResultNotStored",
     "RunDoesNotExist",
     "RuntimeStopped",
@@ -54,10 +58,12 @@ __all__ = [
     "TaskError",
     "TaskHandle",
     "TaskNotRegistered",
+    "TooManyPostpones",
     "WorkerLost",
     "apause_schedule",
     "aresume_schedule",
     "aschedules",
+    "backoff",
     "cron_task",
     "delayed_task",
     "pause_schedule",

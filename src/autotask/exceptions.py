@@ -34,6 +34,27 @@ class RuntimeStopped(RuntimeError):
     """The runtime stopped while a call from another event loop was waiting on it."""
 
 
+class Postpone(Exception):
+    """Raise it in a task to run it again ``seconds`` from now without spending an attempt
+    (django-partisan's PostponeTask): the resource it needs is busy, the data is not there yet.
+
+    A task may postpone itself ``max_postpones`` times (a task option); once more ends its run
+    in ERROR saying so.
+    """
+
+    def __init__(self, seconds: float = 60.0, reason: str = "") -> None:
+        super().__init__(seconds, reason)
+        self.seconds = seconds
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"postponed by {self.seconds!r} s" + (f": {self.reason}" if self.reason else "")
+
+
+class TooManyPostpones(RuntimeError):
+    """A run postponed itself more often than its task's ``max_postpones`` allows."""
+
+
 class TaskNotRegistered(LookupError):
     """A row names a task this process does not know; nothing is imported to find it."""
 

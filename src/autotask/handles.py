@@ -44,6 +44,8 @@ class _HandleState:
     enqueued_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    errors: list[TaskError]
+    postpones: int
 
     def __init__(self, record: RunRecord, *, enqueued_by: int | None = None) -> None:
         # The transaction that enqueued the run, while it may still be open (sync enqueue only).
@@ -64,6 +66,8 @@ class _HandleState:
         self.finished_at = record.finished_at
         self._result = record.result
         self._error = record.error
+        self.errors = record.errors
+        self.postpones = record.postpones
 
     @property
     def status(self) -> Status:

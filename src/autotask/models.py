@@ -35,7 +35,13 @@ class TaskRun(models.Model):
     )
     worker_id = models.UUIDField(null=True, blank=True)
     result = models.JSONField(null=True, blank=True)
-    error = models.JSONField(null=True, blank=True)
+    error = models.JSONField(null=True, blank=True, help_text="The last failed attempt's error.")
+    errors = models.JSONField(
+        default=list, db_default=[], blank=True, help_text="Every failed attempt's error, in order."
+    )
+    postpones = models.IntegerField(
+        default=0, db_default=0, help_text="Times the task postponed this run (autotask.Postpone)."
+    )
     unique_key = models.CharField(max_length=255, null=True, blank=True)
     schedule_key = models.CharField(max_length=255, null=True, blank=True, unique=True)
 

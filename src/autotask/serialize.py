@@ -37,7 +37,7 @@ def _hint(value: Any) -> str:
     )
 
 
-def _storable(text: str) -> bool:
+def storable(text: str) -> bool:
     """jsonb refuses NUL and text that is not valid Unicode (lone surrogates)."""
     if "\x00" in text:
         return False
@@ -48,25 +48,37 @@ def _storable(text: str) -> bool:
     return True
 
 
-def _find_problem(value: Any, path: str) -> tuple[str, Any] | None:
+# Deeper nesting than this is refused at enqueue: decoding it again in the worker (and walking it
+# here) would come close to Python's recursion limit.
+MAX_DEPTH = 100
+
+
+class _TooDeep(Exception):
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+
+def _find_problem(value: Any, path: str, depth: int = 0) -> tuple[str, Any] | None:
     """The path and value of the first part of ``value`` that JSON would not give back as is."""
+    if depth > MAX_DEPTH:
+        raise _TooDeep(path)
     if value is None or isinstance(value, bool | int):
         return None
     if isinstance(value, str):
-        return None if _storable(value) else (path, value)
+        return None if storable(value) else (path, value)
     if isinstance(value, float):
         return None if math.isfinite(value) else (path, value)
     if type(value) is list:
         for index, item in enumerate(value):
-            problem = _find_problem(item, f"{path}[{index}]")
+            problem = _find_problem(item, f"{path}[{index}]", depth + 1)
             if problem:
                 return problem
         return None
     if type(value) is dict:
         for key, item in value.items():
-            if not isinstance(key, str) or not _storable(key):
+            if not isinstance(key, str) or not storable(key):
                 return (f"{path} key {key!r}", key)
-            problem = _find_problem(item, f"{path}[{key!r}]")
+            problem = _find_problem(item, f"{path}[{key!r}]", depth + 1)
             if problem:
                 return problem
         return None
@@ -74,7 +86,13 @@ def _find_problem(value: Any, path: str) -> tuple[str, Any] | None:
 
 
 def _check(value: Any, path: str, what: str) -> None:
-    problem = _find_problem(value, path)
+    try:
+        problem = _find_problem(value, path)
+    except _TooDeep as deep:
+        raise TypeError(
+            f"{what} {path} is nested more than {MAX_DEPTH} lists or dicts deep (at "
+            f"{deep.path[:200]}...): flatten it, or store it elsewhere and pass its key."
+        ) from None
     if problem is None:
         return
     where, bad = problem
@@ -98,6 +116,11 @@ def dump_call(
         label = repr(names[index]) if index < len(names) else str(index)
         _check(arg, f"argument {label}", f"{task_name}():")
     for name, arg in kwargs.items():
+        if not storable(name):
+            raise TypeError(
+                f"{task_name}(): the keyword argument name {name!r:.100} has a NUL character or "
+                "a lone surrogate, which PostgreSQL cannot store."
+            )
         _check(arg, f"argument {name!r}", f"{task_name}():")
     return json.dumps(list(args)), json.dumps(dict(kwargs))
 

@@ -10,7 +10,7 @@ overwritten by it. The schema (tables, indexes, triggers) lives in ``migrations/
 
 RUN_COLUMNS = (
     "id, name, queue, status, priority, attempts, max_attempts, run_at, enqueued_at,"
-    " started_at, finished_at, result::text, error::text"
+    " started_at, finished_at, result::text, error::text, errors::text, postpones"
 )
 
 # Returns the enqueuing transaction too, to tell a caller waiting on a run nobody can see yet.
@@ -42,6 +42,7 @@ TRANSACTION_CURRENT = "SELECT txid_current_if_assigned()"
 
 # As many runs as there are free slots, in one statement. MATERIALIZED keeps the locking
 # subquery from being inlined into the UPDATE, where SKIP LOCKED would lose its meaning.
+# Arguments come back as text, decoded run by run: one undecodable row fails alone.
 _RUN_CLAIM_MANY = """
 WITH claimed AS MATERIALIZED (
     SELECT id FROM autotask_task
@@ -55,7 +56,7 @@ SET status = 'running', attempts = t.attempts + 1, worker_id = %(worker_id)s,
     started_at = now(), finished_at = NULL
 FROM claimed
 WHERE t.id = claimed.id
-RETURNING t.id, t.name, t.args, t.kwargs, t.attempts, t.max_attempts
+RETURNING t.id, t.name, t.args::text, t.kwargs::text, t.attempts, t.max_attempts, t.postpones
 """
 RUN_CLAIM_MANY_ANY_QUEUE = _RUN_CLAIM_MANY.format(queue_filter="")
 RUN_CLAIM_MANY_IN_QUEUES = _RUN_CLAIM_MANY.format(queue_filter=" AND queue = ANY(%(queues)s)")
@@ -73,12 +74,18 @@ FROM autotask_task WHERE status = 'waiting' AND queue = ANY(%s)
 # The outcomes of many runs, whatever each is, in one statement (River's JobSetStateIfRunningMany):
 # 'done' keeps its result, 'error' its error, both get finished_at and expires_at = now + ttl;
 # 'waiting' (a retry) keeps the error as the last one seen and is due again after ``delay``.
-# A 'done' run keeps the error of an earlier failed attempt. Returns the ids that were still ours.
+# Every error is also appended to ``errors``, one per failed attempt; a 'done' run keeps those
+# of earlier attempts. A postponed run waits again without the attempt counting against it.
+# Returns the ids that were still ours.
 RUN_SET_STATUS_IF_RUNNING_MANY = """
 UPDATE autotask_task AS t
 SET status = o.status,
     result = o.result::jsonb,
     error = COALESCE(o.error::jsonb, t.error),
+    errors = CASE WHEN o.error IS NULL THEN t.errors
+                  ELSE t.errors || jsonb_build_array(o.error::jsonb) END,
+    attempts = t.attempts - o.postponed::int,
+    postpones = t.postpones + o.postponed::int,
     finished_at = CASE WHEN o.status = 'waiting' THEN t.finished_at ELSE now() END,
     expires_at = CASE WHEN o.status = 'waiting' THEN t.expires_at
                       ELSE now() + o.ttl * interval '1 second' END,
@@ -86,7 +93,8 @@ SET status = o.status,
                   ELSE t.run_at END,
     worker_id = CASE WHEN o.status = 'waiting' THEN NULL ELSE t.worker_id END
 FROM unnest(%(ids)s::bigint[], %(statuses)s::text[], %(results)s::text[], %(errors)s::text[],
-            %(ttls)s::float8[], %(delays)s::float8[]) AS o(id, status, result, error, ttl, delay)
+            %(ttls)s::float8[], %(delays)s::float8[], %(postponed)s::bool[])
+     AS o(id, status, result, error, ttl, delay, postponed)
 WHERE t.id = o.id AND t.status = 'running' AND t.worker_id = %(worker_id)s
 RETURNING t.id
 """

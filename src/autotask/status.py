@@ -33,6 +33,11 @@ ERROR = Status.ERROR
 CANCELLED = Status.CANCELLED
 FINAL_STATUSES = frozenset({DONE, ERROR, CANCELLED})
 
+# What a stored error keeps of an exception: a 20 MB message must not become a 20 MB row (the
+# start of a message says what went wrong; the end of a traceback says where).
+MAX_MESSAGE = 10_000
+MAX_TRACEBACK = 100_000
+
 
 @dataclass(frozen=True, kw_only=True)
 class TaskError:
@@ -44,11 +49,21 @@ class TaskError:
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> TaskError:
+        """Never raises, whatever the exception does (a ``__str__`` that raises, a huge text)."""
         kind = type(exc)
+        try:
+            message = str(exc)
+        except Exception:
+            message = f"<{kind.__qualname__}: str() of it failed>"
+        trace = "".join(_traceback.format_exception(exc))
+        if len(message) > MAX_MESSAGE:
+            message = f"{message[:MAX_MESSAGE]}... [{len(message) - MAX_MESSAGE:,} more characters]"
+        if len(trace) > MAX_TRACEBACK:
+            trace = f"[{len(trace) - MAX_TRACEBACK:,} characters cut]...{trace[-MAX_TRACEBACK:]}"
         return cls(
             exception_class_path=f"{kind.__module__}.{kind.__qualname__}",
-            message=str(exc),
-            traceback="".join(_traceback.format_exception(exc)),
+            message=message,
+            traceback=trace,
         )
 
     @classmethod

@@ -68,11 +68,13 @@ class RunRecord:
     finished_at: datetime | None
     result: Any
     error: TaskError | None
+    errors: list[TaskError]  # one per failed attempt, in order
+    postpones: int
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> RunRecord:
         (id_, name, queue, status, priority, attempts, max_attempts, run_at, enqueued_at) = row[:9]
-        started_at, finished_at, result, error = row[9:13]
+        started_at, finished_at, result, error, errors, postpones = row[9:15]
         return cls(
             id=id_,
             name=name,
@@ -87,6 +89,8 @@ class RunRecord:
             finished_at=finished_at,
             result=None if result is None else json.loads(result),
             error=TaskError.from_json(None if error is None else json.loads(error)),
+            errors=[e for e in map(TaskError.from_json, json.loads(errors or "[]")) if e],
+            postpones=postpones,
         )
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import inspect
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
@@ -19,9 +18,9 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.utils import timezone
 
-from . import registry, serialize, store, wsgi
+from . import options, registry, serialize, store, wsgi
+from .backoff import Backoff, constant
 from .conf import DEFAULT_QUEUE, DEFAULT_TTL
 from .exceptions import InvalidTaskOptions
 from .handles import AsyncTaskHandle, TaskHandle
@@ -29,8 +28,6 @@ from .schedule import Cron, Every, Schedule, seed_cron, zone
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-MIN_PRIORITY, MAX_PRIORITY = -100, 100
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -46,9 +43,12 @@ class Task(Generic[P, R]):
     delay: float = 0
     run_at: datetime | None = None
     schedule: Schedule | None = None  # periodic or cron: the leader enqueues its ticks
+    retry_on: tuple[type[BaseException], ...] = ()  # only these are retried; () retries all
+    backoff: Backoff | None = None  # None: exponential, from AUTOTASK_RETRY_DELAY
+    max_postpones: int = options.DEFAULT_MAX_POSTPONES
 
     def __post_init__(self) -> None:
-        _check_options(self)
+        options.check(self)
 
     @property
     def is_async(self) -> bool:
@@ -67,7 +67,7 @@ class Task(Generic[P, R]):
         if delay is not None and run_at is not None:
             raise InvalidTaskOptions("Give either delay or run_at, not both.")
         if delay is not None:
-            changes.update(delay=_seconds(delay, "delay"), run_at=None)
+            changes.update(delay=options.seconds(delay, "delay"), run_at=None)
         if run_at is not None:
             changes.update(run_at=run_at, delay=0)
         if priority is not None:
@@ -115,56 +115,6 @@ class Task(Generic[P, R]):
         )
 
 
-def _seconds(value: float | timedelta, field: str) -> float:
-    if isinstance(value, timedelta):
-        value = value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise InvalidTaskOptions(
-            f"{field} must be a number of seconds >= 0 or a timedelta, not {value!r}."
-        )
-    return float(value)
-
-
-def _check_options(task: Task[..., Any]) -> None:
-    if not isinstance(task.queue, str) or not task.queue or len(task.queue) > 100:
-        raise InvalidTaskOptions(
-            f"queue must be a non-empty name of at most 100 characters, not {task.queue!r}."
-        )
-    if (
-        isinstance(task.priority, bool)
-        or not isinstance(task.priority, int)
-        or not MIN_PRIORITY <= task.priority <= MAX_PRIORITY
-    ):
-        raise InvalidTaskOptions(
-            f"priority must be an integer from {MIN_PRIORITY} to {MAX_PRIORITY} "
-            f"(higher runs first), not {task.priority!r}."
-        )
-    if task.schedule is not None:
-        try:
-            _signature(task.func).bind()
-        except TypeError as exc:
-            raise InvalidTaskOptions(
-                f"{task.name}: a periodic or cron task runs with no arguments, but {exc}."
-            ) from None
-    if isinstance(task.retries, bool) or not isinstance(task.retries, int) or task.retries < 0:
-        raise InvalidTaskOptions(f"retries must be an integer >= 0, not {task.retries!r}.")
-    _seconds(task.ttl, "ttl")
-    _seconds(task.delay, "delay")
-    if task.run_at is not None:
-        if not isinstance(task.run_at, datetime):
-            raise InvalidTaskOptions(f"run_at must be a datetime, not {task.run_at!r}.")
-        if settings.USE_TZ and timezone.is_naive(task.run_at):
-            raise InvalidTaskOptions(
-                f"run_at must be timezone-aware ({task.run_at!r} is naive): "
-                "use django.utils.timezone.make_aware() or a datetime with tzinfo."
-            )
-
-
-@functools.cache
-def _signature(func: Callable[..., Any]) -> inspect.Signature:
-    return inspect.signature(func)
-
-
 def _positional_names(
     task: Task[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> list[str]:
@@ -172,7 +122,7 @@ def _positional_names(
 
     Binding also fails the call at enqueue, not in the worker, when it could never bind.
     """
-    signature = _signature(task.func)
+    signature = options.signature(task.func)
     try:
         signature.bind(*args, **kwargs)
     except TypeError as exc:
@@ -235,6 +185,9 @@ def task(
     queue: str = DEFAULT_QUEUE,
     priority: int = 0,
     retries: int = 0,
+    retry_on: type[BaseException] | tuple[type[BaseException], ...] = (),
+    backoff: Backoff | None = None,
+    max_postpones: int = options.DEFAULT_MAX_POSTPONES,
     ttl: float = DEFAULT_TTL,
     delay: float | timedelta = 0,
     every: float | timedelta | None = None,
@@ -252,6 +205,9 @@ def task(
     queue: str = DEFAULT_QUEUE,
     priority: int = 0,
     retries: int = 0,
+    retry_on: type[BaseException] | tuple[type[BaseException], ...] = (),
+    backoff: Backoff | None = None,
+    max_postpones: int = options.DEFAULT_MAX_POSTPONES,
     ttl: float = DEFAULT_TTL,
     delay: float | timedelta = 0,
     every: float | timedelta | None = None,
@@ -263,16 +219,22 @@ def task(
 
     Usable bare (``@task``) or with options (``@task(queue="mail", retries=3)``). The task's name
     is the function's dotted path unless ``name`` is given; it is how rows refer to it.
-    ``every`` (seconds or a timedelta) or ``cron`` (standard five fields, in ``tz`` or
-    settings.TIME_ZONE) makes it a periodic task, whose ticks the leader enqueues.
+    A raising run is tried again up to ``retries`` times (only for the ``retry_on`` exception
+    types, when given), waiting as ``backoff`` says (default: exponential from
+    ``AUTOTASK_RETRY_DELAY``). ``every`` (seconds or a timedelta) or ``cron`` (standard five
+    fields, in ``tz`` or settings.TIME_ZONE) makes it a periodic task, whose ticks the leader
+    enqueues.
     """
     decorate: Callable[[Callable[P, R]], Task[P, R]] = _decorator(
         name=name,
         queue=queue,
         priority=priority,
         retries=retries,
+        retry_on=retry_on if isinstance(retry_on, tuple) else (retry_on,),
+        backoff=backoff,
+        max_postpones=max_postpones,
         ttl=ttl,
-        delay=_seconds(delay, "delay"),
+        delay=options.seconds(delay, "delay"),
         schedule=_schedule(every=every, cron=cron, tz=tz, start_now=start_now),
     )
     if func is not None:
@@ -291,7 +253,13 @@ def delayed_task(
     least ``ttl`` seconds after it finished."""
     if callable(delay):
         raise TypeError("Use @delayed_task() with parentheses (or @task).")
-    return _decorator(name=None, retries=retries, ttl=ttl, delay=_seconds(delay, "delay"))
+    return _decorator(
+        name=None,
+        retries=retries,
+        backoff=constant(),  # the seed's fixed AUTOTASK_RETRY_DELAY
+        ttl=ttl,
+        delay=options.seconds(delay, "delay"),
+    )
 
 
 def periodic_task(

@@ -1,10 +1,13 @@
 """Tasks the test suite runs; found by autodiscovery like any app's tasks.py."""
 
 import asyncio
+import concurrent.futures
+import contextlib
 import os
 import time
 
-from autotask import task
+from autotask import Postpone, task
+from autotask.backoff import constant, linear
 from autotask.tasks import cron_task, delayed_task, periodic_task
 
 
@@ -141,3 +144,75 @@ def record_slowly(key: str, seconds: float) -> int:
 @periodic_task(seconds=3600)
 def failing_hourly() -> None:
     raise RuntimeError("this tick fails")
+
+
+@task(retries=3, retry_on=(KeyError,), backoff=constant(0.05))
+def picky(key: str, error: str) -> None:
+    """Retried only for KeyError: raises ``error`` ('KeyError' or 'ValueError') every time."""
+    from tests.app.models import Execution
+
+    Execution.objects.create(key=key, pid=os.getpid())
+    raise {"KeyError": KeyError, "ValueError": ValueError}[error](f"{error} in {key}")
+
+
+@task(retries=2, backoff=linear(0.3))
+def flaky_linear(key: str) -> int:
+    from tests.app.models import Execution
+
+    Execution.objects.create(key=key, pid=os.getpid())
+    attempts = Execution.objects.filter(key=key).count()
+    if attempts < 3:
+        raise RuntimeError(f"attempt {attempts} fails")
+    return attempts
+
+
+@task(max_postpones=3)
+def postponing(key: str, times: int) -> int:
+    """Postpones itself ``times`` times (0.1 s each), then returns how often it ran."""
+    from tests.app.models import Execution
+
+    Execution.objects.create(key=key, pid=os.getpid())
+    ran = Execution.objects.filter(key=key).count()
+    if ran <= times:
+        raise Postpone(0.1, reason=f"not yet ({ran})")
+    return ran
+
+
+@task
+async def awaits_what_it_cancelled() -> None:
+    inner = asyncio.ensure_future(asyncio.sleep(10))
+    inner.cancel()
+    await inner  # raises CancelledError: the task's own doing, not the runtime's
+
+
+@task
+def result_of_a_cancelled_future() -> None:
+    future: concurrent.futures.Future[None] = concurrent.futures.Future()
+    future.cancel()
+    future.result()
+
+
+class _Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no str for you")
+
+
+@task
+def raises_unprintable() -> None:
+    raise _Unprintable()
+
+
+@task
+def raises_huge(size: int) -> None:
+    raise ValueError("x" * size)
+
+
+@task
+async def ignores_cancel(seconds: float) -> str:
+    """Swallows every cancellation for ``seconds``: shutdown must not wait for it for ever."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    while loop.time() < end:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(end - loop.time())
+    return "outlived"

@@ -103,6 +103,7 @@ class Completer:
             "errors": [o.error for o in outcomes],
             "ttls": [o.ttl for o in outcomes],
             "delays": [o.delay for o in outcomes],
+            "postponed": [o.postponed for o in outcomes],
             "worker_id": self._worker_id,
         }
         what = [o.run_id for o in outcomes]

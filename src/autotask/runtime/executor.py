@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import json
+import logging
 import queue
 import threading
 from collections.abc import Callable
@@ -23,11 +25,15 @@ from django.db import close_old_connections, connections
 from django.db.backends.signals import connection_created
 
 from .. import registry, serialize
-from ..conf import DEFAULT_TTL
-from ..exceptions import TaskNotRegistered
+from ..exceptions import Postpone, TaskNotRegistered
 from . import runs
 from .completer import Completer
 from .runs import ClaimedRun, Outcome
+
+logger = logging.getLogger("autotask")
+
+# How long cancelled async tasks get to end at shutdown before they are left behind.
+_CANCEL_GRACE = 1.0
 
 if TYPE_CHECKING:
     from ..tasks import Task
@@ -43,6 +49,7 @@ class Executor:
         self._running: dict[int, asyncio.Task[None]] = {}
         self._threads: DaemonThreadPool | None = None
         self._slot_freed: list[Callable[[], None]] = []
+        self._left_behind = False
 
     @property
     def free_slots(self) -> int:
@@ -67,7 +74,17 @@ class Executor:
             await asyncio.wait(list(self._running.values()), timeout=timeout)
         for run_task in self._running.values():
             run_task.cancel()
-        await asyncio.gather(*self._running.values(), return_exceptions=True)
+        if self._running:
+            # A task that swallows its cancellation could hold shutdown for ever: it is left
+            # behind (its run goes back to waiting all the same) once this grace is over.
+            _, stuck = await asyncio.wait(list(self._running.values()), timeout=_CANCEL_GRACE)
+            if stuck:
+                self._left_behind = True
+                logger.warning(
+                    "autotask: %d task(s) ignored being cancelled; left behind: %s",
+                    len(stuck),
+                    ", ".join(sorted(t.get_name() for t in stuck)),
+                )
         if self._threads is not None:
             self._threads.shutdown(wait=False)
 
@@ -83,30 +100,44 @@ class Executor:
 
     async def _run(self, run: ClaimedRun) -> None:
         outcome = await self._outcome(run)
+        if self._left_behind:  # it outlived shutdown; its run went back to waiting
+            return
         await self._completer.finish(outcome)
 
     async def _outcome(self, run: ClaimedRun) -> Outcome:
         task = registry.get(run.name)
+        if task is None:
+            exc = TaskNotRegistered(
+                f"No task named {run.name!r} is registered in this process; "
+                "is its module imported (an app's tasks.py is found automatically)?"
+            )
+            return runs.given_up(run, None, exc)
         try:
-            if task is None:
-                raise TaskNotRegistered(
-                    f"No task named {run.name!r} is registered in this process; "
-                    "is its module imported (an app's tasks.py is found automatically)?"
-                )
+            args, kwargs = json.loads(run.args), json.loads(run.kwargs)
+        except (ValueError, RecursionError) as exc:  # stored by something else than autotask
+            return runs.given_up(run, task, exc)
+        try:
             if task.is_async:
-                value = await _call_async(task, run.args, run.kwargs)
+                value = await _call_async(task, args, kwargs)
             else:
                 loop = asyncio.get_running_loop()
-                value = await loop.run_in_executor(
-                    self._threads, _call_sync, task, run.args, run.kwargs
-                )
-            return runs.done(run, serialize.dump_result(task.name, value), task.ttl)
-        except asyncio.CancelledError:
-            raise
+                value = await loop.run_in_executor(self._threads, _call_sync, task, args, kwargs)
+            return runs.done(run, task, serialize.dump_result(task.name, value))
+        except Postpone as postpone:
+            return runs.postponed(run, task, postpone)
+        except asyncio.CancelledError as exc:
+            if _cancelled_by_runtime():
+                raise
+            # Raised by the task itself (it awaited something cancelled, or called .result() on
+            # a cancelled future): a failure like any other, not the runtime stopping it.
+            return runs.given_up(run, task, exc)
         except BaseException as exc:
-            if task is None:
-                return runs.failed(run, exc, ttl=DEFAULT_TTL, retry_delay=None)
-            return runs.failed(run, exc, ttl=task.ttl, retry_delay=self._retry_delay)
+            return runs.failed(run, task, exc, retry_delay=self._retry_delay)
+
+
+def _cancelled_by_runtime() -> bool:
+    current = asyncio.current_task()
+    return current is not None and current.cancelling() > 0
 
 
 class DaemonThreadPool(concurrent.futures.Executor):

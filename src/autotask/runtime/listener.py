@@ -112,16 +112,23 @@ class Listener:
             for wake in list(self._wake_callbacks):
                 _call(wake, payload)
             return
+        malformed = 0
         for item in payload.split(","):
             try:
                 run_id, status = _parse_status(item)
             except ValueError:
-                logger.warning("autotask: ignoring malformed status notification %r", item)
+                malformed += 1
                 continue
             with self._lock:
                 callbacks = list(self._watchers.get(run_id, ()))
             for callback in callbacks:
                 _call(callback, status)
+        if malformed:  # once per notification, however much garbage it held
+            logger.warning(
+                "autotask: ignored %d malformed item(s) of a status notification: %.100r",
+                malformed,
+                payload,
+            )
 
 
 def _parse_status(item: str) -> tuple[int, Status]:

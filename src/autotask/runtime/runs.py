@@ -1,32 +1,43 @@
 """A claimed run, and what became of it: the values passed between the runtime's services.
 
 The claim loop makes a ``ClaimedRun``, the executor turns it into an ``Outcome``, the completer
-writes outcomes. Deciding the outcome of a failure (try again, or give up) happens here, in
-one place, so every way a run can end is visible side by side.
+writes outcomes. Deciding the outcome (done; another attempt, and when; postponed; given up)
+happens here, in one place, so every way a run can end is visible side by side.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..exceptions import ResultNotStored
+from .. import options
+from ..backoff import exponential
+from ..conf import DEFAULT_TTL
+from ..exceptions import InvalidTaskOptions, Postpone, ResultNotStored, TooManyPostpones
 from ..status import DONE, ERROR, WAITING, Status, TaskError
 
+if TYPE_CHECKING:
+    from ..tasks import Task
+
 logger = logging.getLogger("autotask")
+
+# The backoff of a task that names none: AUTOTASK_RETRY_DELAY, then twice as long each time.
+DEFAULT_BACKOFF = exponential()
 
 
 @dataclass(frozen=True, slots=True)
 class ClaimedRun:
-    """A row the worker now owns (one ``RETURNING`` row of the claim)."""
+    """A row the worker now owns (one ``RETURNING`` row of the claim), its arguments still
+    JSON text: decoding them is part of running it, and may fail for this run alone."""
 
     id: int
     name: str
-    args: list[Any]
-    kwargs: dict[str, Any]
+    args: str
+    kwargs: str
     attempts: int
     max_attempts: int
+    postpones: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,26 +49,68 @@ class Outcome:
     ttl: float
     result: str | None = None  # JSON text, for DONE
     error: str | None = None  # TaskError JSON, for ERROR and for a retry
-    delay: float = 0.0  # seconds until a retry is due
+    delay: float = 0.0  # seconds until it is due again, when WAITING
+    postponed: bool = False  # WAITING without the attempt counting against it
 
 
-def done(run: ClaimedRun, result: str, ttl: float) -> Outcome:
-    return Outcome(run_id=run.id, status=DONE, result=result, ttl=ttl)
+def _ttl(task: Task[..., Any] | None) -> float:
+    return DEFAULT_TTL if task is None else task.ttl
+
+
+def done(run: ClaimedRun, task: Task[..., Any], result: str) -> Outcome:
+    return Outcome(run_id=run.id, status=DONE, result=result, ttl=task.ttl)
 
 
 def failed(
-    run: ClaimedRun, exc: BaseException, *, ttl: float, retry_delay: float | None
+    run: ClaimedRun, task: Task[..., Any] | None, exc: BaseException, *, retry_delay: float
 ) -> Outcome:
-    """A raising attempt: another one after ``retry_delay`` if any are left, else ERROR.
+    """A raising attempt: another one after the task's backoff if it may, else ERROR.
 
-    ``retry_delay`` is None when the run may not be tried again whatever its attempts (its task
-    is not registered here).
+    No other attempt for a task this process does not know, for an exception outside the
+    task's ``retry_on``, or once ``retries`` are spent.
     """
-    error = TaskError.from_exception(exc).to_json()
-    if retry_delay is not None and run.attempts < run.max_attempts:
-        return Outcome(run_id=run.id, status=WAITING, error=error, ttl=ttl, delay=retry_delay)
-    logger.error("autotask: run %s of %s failed: %r", run.id, run.name, exc)
-    return Outcome(run_id=run.id, status=ERROR, error=error, ttl=ttl)
+    if task is not None and run.attempts < run.max_attempts and _retryable(task, exc):
+        wait = (task.backoff or DEFAULT_BACKOFF).seconds(run.attempts, retry_delay)
+        return Outcome(
+            run_id=run.id,
+            status=WAITING,
+            error=TaskError.from_exception(exc).to_json(),
+            ttl=task.ttl,
+            delay=max(0.0, min(float(wait), options.MAX_SECONDS)),
+        )
+    return given_up(run, task, exc)
+
+
+def given_up(run: ClaimedRun, task: Task[..., Any] | None, exc: BaseException) -> Outcome:
+    """ERROR, whatever attempts are left: for failures another attempt would not mend."""
+    error = TaskError.from_exception(exc)
+    logger.error(
+        "autotask: run %s of %s failed: %s: %.500s",
+        run.id,
+        run.name,
+        error.exception_class_path,
+        error.message,
+    )
+    return Outcome(run_id=run.id, status=ERROR, error=error.to_json(), ttl=_ttl(task))
+
+
+def _retryable(task: Task[..., Any], exc: BaseException) -> bool:
+    return not task.retry_on or isinstance(exc, task.retry_on)
+
+
+def postponed(run: ClaimedRun, task: Task[..., Any], postpone: Postpone) -> Outcome:
+    """The task asked to run later: WAITING again, its attempt not spent, up to max_postpones."""
+    if run.postpones >= task.max_postpones:
+        exc = TooManyPostpones(
+            f"postponed {run.postpones} times already, and max_postpones is "
+            f"{task.max_postpones} (a task option); the last said: {postpone}"
+        )
+        return given_up(run, task, exc)
+    try:
+        wait = options.seconds(postpone.seconds, "Postpone(seconds)")
+    except InvalidTaskOptions as exc:
+        return given_up(run, task, exc)
+    return Outcome(run_id=run.id, status=WAITING, ttl=task.ttl, delay=wait, postponed=True)
 
 
 def refused(outcome: Outcome, reason: BaseException) -> Outcome:

@@ -26,7 +26,8 @@ logger = logging.getLogger("autotask")
 
 # Pause after an error in the claim loop, so an outage is not a busy loop.
 _ERROR_PAUSE = 1.0
-# Wait when something is due but locked by another transaction: it is about to change hands.
+# Wait when something is due but locked by another transaction: it may change hands soon, or be
+# held for long (a migration, a transaction left open), so each time in a row twice as long.
 _LOCKED_PAUSE = 0.05
 
 
@@ -51,6 +52,7 @@ class Worker:
         self._poll_interval = poll_interval
         self._wake = asyncio.Event()
         self._full = False  # waiting for a free slot: only then does a freed slot wake it
+        self._locked_pause = _LOCKED_PAUSE
         self._stopping = False
         self._serving: asyncio.Task[None] | None = None
         self._unsubscribe: list[Callable[[], None]] = []
@@ -94,6 +96,8 @@ class Worker:
                 continue
             try:
                 claimed = await self._claim(free)
+                if claimed:
+                    self._locked_pause = _LOCKED_PAUSE
                 for run in claimed:
                     self._executor.submit(run)
                 if len(claimed) == free:
@@ -127,6 +131,8 @@ class Worker:
         seconds = None if row is None or row[0] is None else float(row[0])
         if seconds is None:
             return self._poll_interval
-        if seconds <= 0:
-            return _LOCKED_PAUSE
+        if seconds <= 0:  # due, yet the claim got nothing: locked by someone else
+            pause, self._locked_pause = self._locked_pause, self._locked_pause * 2
+            return min(pause, self._poll_interval)
+        self._locked_pause = _LOCKED_PAUSE
         return min(seconds, self._poll_interval)

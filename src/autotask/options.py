@@ -1,0 +1,127 @@
+"""What each task option may be, checked in one place before anything reaches the database.
+
+A value PostgreSQL would refuse later (a name too long for its column, a NUL in text, a delay
+past the year 9999, an attempt count past int4) fails here instead, as ``InvalidTaskOptions``
+naming the option and the value: at decoration for a task's options, in ``using()`` for a
+call's, never as a database error that also breaks the caller's ``transaction.atomic()``.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import math
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from .exceptions import InvalidTaskOptions
+from .serialize import storable
+
+if TYPE_CHECKING:
+    from .tasks import Task
+
+MIN_PRIORITY, MAX_PRIORITY = -100, 100
+MAX_NAME = 255  # autotask_task.name
+MAX_QUEUE = 100  # autotask_task.queue
+MAX_RETRIES = 10_000
+DEFAULT_MAX_POSTPONES = 20
+MAX_POSTPONES = 1_000_000
+# Delays and ttls past a century are mistakes, and far enough past it PostgreSQL refuses the
+# timestamp (after the year 294276) or Python the datetime (after 9999).
+MAX_SECONDS = 100 * 365.25 * 86400
+
+
+@functools.cache
+def signature(func: Callable[..., Any]) -> inspect.Signature:
+    return inspect.signature(func)
+
+
+def seconds(value: float | timedelta, field: str) -> float:
+    """A number of seconds (or a timedelta) from 0 to a century."""
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or not 0 <= value <= MAX_SECONDS
+    ):
+        raise InvalidTaskOptions(
+            f"{field} must be a number of seconds >= 0 and at most {MAX_SECONDS:,.0f} (a "
+            f"century), or a timedelta, not {value!r}."
+        )
+    return float(value)
+
+
+def text(value: object, field: str, limit: int) -> str:
+    """A name PostgreSQL can store in a column of ``limit`` characters."""
+    if not isinstance(value, str) or not value or len(value) > limit or not storable(value):
+        raise InvalidTaskOptions(
+            f"{field} must be a non-empty name of at most {limit} characters without NUL "
+            f"characters or lone surrogates, not {value!r:.300}."
+        )
+    return value
+
+
+def check(task: Task[..., Any]) -> None:
+    """Every option of a task; InvalidTaskOptions naming the first that is wrong."""
+    text(task.name, "name", MAX_NAME)
+    text(task.queue, "queue", MAX_QUEUE)
+    if (
+        isinstance(task.priority, bool)
+        or not isinstance(task.priority, int)
+        or not MIN_PRIORITY <= task.priority <= MAX_PRIORITY
+    ):
+        raise InvalidTaskOptions(
+            f"priority must be an integer from {MIN_PRIORITY} to {MAX_PRIORITY} "
+            f"(higher runs first), not {task.priority!r}."
+        )
+    if task.schedule is not None:
+        try:
+            signature(task.func).bind()
+        except TypeError as exc:
+            raise InvalidTaskOptions(
+                f"{task.name}: a periodic or cron task runs with no arguments, but {exc}."
+            ) from None
+    if (
+        isinstance(task.retries, bool)
+        or not isinstance(task.retries, int)
+        or not 0 <= task.retries <= MAX_RETRIES
+    ):
+        raise InvalidTaskOptions(
+            f"retries must be an integer from 0 to {MAX_RETRIES:,}, not {task.retries!r}."
+        )
+    if not all(
+        isinstance(kind, type) and issubclass(kind, BaseException) for kind in task.retry_on
+    ):
+        raise InvalidTaskOptions(
+            f"retry_on must be an exception class or a tuple of them, not {task.retry_on!r}."
+        )
+    if task.backoff is not None and not callable(getattr(task.backoff, "seconds", None)):
+        raise InvalidTaskOptions(
+            "backoff must be one of autotask.backoff's strategies (constant, linear, "
+            f"exponential, background_tasks) or have their seconds() method, not {task.backoff!r}."
+        )
+    if (
+        isinstance(task.max_postpones, bool)
+        or not isinstance(task.max_postpones, int)
+        or not 0 <= task.max_postpones <= MAX_POSTPONES
+    ):
+        raise InvalidTaskOptions(
+            f"max_postpones must be an integer from 0 to {MAX_POSTPONES:,}, "
+            f"not {task.max_postpones!r}."
+        )
+    seconds(task.ttl, "ttl")
+    seconds(task.delay, "delay")
+    if task.run_at is not None:
+        if not isinstance(task.run_at, datetime):
+            raise InvalidTaskOptions(f"run_at must be a datetime, not {task.run_at!r}.")
+        if settings.USE_TZ and timezone.is_naive(task.run_at):
+            raise InvalidTaskOptions(
+                f"run_at must be timezone-aware ({task.run_at!r} is naive): "
+                "use django.utils.timezone.make_aware() or a datetime with tzinfo."
+            )
