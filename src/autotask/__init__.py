@@ -1,6 +1,7 @@
 """Background tasks for Django, stored in PostgreSQL and run inside the web process."""
 
 from . import backoff
+from .context import RunContext, current
 from .exceptions import (
     InvalidTaskOptions,
     NotMigrated,
@@ -10,6 +11,7 @@ from .exceptions import (
     RuntimeStopped,
     ScheduleDoesNotExist,
     TaskNotRegistered,
+    TaskTimeout,
     TooManyPostpones,
     WorkerLost,
 )
@@ -36,7 +38,16 @@ from .task import (
     TaskError,
     TaskHandle,
 )
-from .tasks import Task, cron_task, delayed_task, periodic_task, task
+from .tasks import (
+    Task,
+    aenqueue,
+    cron_task,
+    delayed_task,
+    deschedule,
+    enqueue,
+    periodic_task,
+    task,
+)
 
 __all__ = [
     "CANCELLED",
@@ -49,6 +60,7 @@ __all__ = [
     "NotMigrated",
     "Postpone",
     "ResultNotStored",
+    "RunContext",
     "RunDoesNotExist",
     "RuntimeStopped",
     "ScheduleDoesNotExist",
@@ -58,14 +70,19 @@ __all__ = [
     "TaskError",
     "TaskHandle",
     "TaskNotRegistered",
+    "TaskTimeout",
     "TooManyPostpones",
     "WorkerLost",
+    "aenqueue",
     "apause_schedule",
     "aresume_schedule",
     "aschedules",
     "backoff",
     "cron_task",
+    "current",
     "delayed_task",
+    "deschedule",
+    "enqueue",
     "pause_schedule",
     "periodic_task",
     "resume_schedule",

@@ -24,6 +24,7 @@ DEFAULTS: dict[str, object] = {
     "AUTOTASK_CLEAN_INTERVALL": 600.0,
     "AUTOTASK_SHUTDOWN_TIMEOUT": 10.0,
     "AUTOTASK_POOL_SIZE": 4,
+    "AUTOTASK_TIMEOUT": None,
 }
 
 # Defaults of task options, shared by the decorator and the runtime (which needs a ttl even for
@@ -42,6 +43,7 @@ class Settings:
     heartbeat_interval: float
     worker_timeout: float  # a heartbeat older than this: the worker is lost, its runs rescued
     clean_interval: float  # AUTOTASK_CLEAN_INTERVALL: seconds between prunings
+    timeout: float | None  # AUTOTASK_TIMEOUT: for tasks without a timeout of their own
     shutdown_timeout: float
     pool_size: int
 
@@ -109,6 +111,9 @@ def get() -> Settings:
         heartbeat_interval=heartbeat,
         worker_timeout=timeout,
         clean_interval=float(_positive_number("AUTOTASK_CLEAN_INTERVALL")),
+        timeout=None
+        if _value("AUTOTASK_TIMEOUT") is None
+        else _positive_number("AUTOTASK_TIMEOUT"),
         shutdown_timeout=float(_positive_number("AUTOTASK_SHUTDOWN_TIMEOUT")),
         pool_size=int(_positive_number("AUTOTASK_POOL_SIZE", integer=True)),
     )

@@ -51,6 +51,10 @@ class Postpone(Exception):
         return f"postponed by {self.seconds!r} s" + (f": {self.reason}" if self.reason else "")
 
 
+class TaskTimeout(TimeoutError):
+    """A run went past its task's ``timeout`` (or ``AUTOTASK_TIMEOUT``)."""
+
+
 class TooManyPostpones(RuntimeError):
     """A run postponed itself more often than its task's ``max_postpones`` allows."""
 

@@ -24,7 +24,8 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 from typing import Any, Self
 
-from . import conf, runtime, store
+from . import conf, registry, runtime, store
+from .conf import DEFAULT_TTL
 from .status import FINAL_STATUSES, Status, TaskError
 from .store import RunRecord
 
@@ -104,6 +105,12 @@ class _HandleState:
 
     def __hash__(self) -> int:
         return hash((type(self), self.id))
+
+
+def _ttl(name: str) -> float:
+    """How long a cancelled run's row is kept: its task's ttl, where this process knows it."""
+    task = registry.get(name)
+    return DEFAULT_TTL if task is None else float(task.ttl)
 
 
 def _deadline(timeout: float | None) -> float | None:
@@ -262,6 +269,16 @@ class TaskHandle(_HandleState):
             pass
         return self
 
+    def cancel(self) -> bool:
+        """Cancel the run. A waiting run becomes CANCELLED at once and never runs; a running one
+        is asked to stop (an ``async def`` task is cancelled, a plain function sees
+        ``autotask.current().should_stop()``) and ends CANCELLED when it has. False if the run
+        had already finished."""
+        record, cancelled = store.cancel_run(self.id, _ttl(self.name))
+        if record is not None:
+            self._apply(record)
+        return cancelled
+
 
 class AsyncTaskHandle(_HandleState):
     """Follows one run from async code; the I/O methods are coroutines."""
@@ -319,3 +336,10 @@ class AsyncTaskHandle(_HandleState):
         async for _ in self.updates(timeout):
             pass
         return self
+
+    async def cancel(self) -> bool:
+        """Cancel the run; the same contract as ``TaskHandle.cancel``, awaited."""
+        record, cancelled = await store.acancel_run(self.id, _ttl(self.name))
+        if record is not None:
+            self._apply(record)
+        return cancelled

@@ -115,6 +115,14 @@ def check(task: Task[..., Any]) -> None:
             f"max_postpones must be an integer from 0 to {MAX_POSTPONES:,}, "
             f"not {task.max_postpones!r}."
         )
+    if task.timeout is not None:
+        seconds(task.timeout, "timeout")
+        if task.timeout <= 0:
+            raise InvalidTaskOptions(f"timeout must be more than 0 seconds, not {task.timeout!r}.")
+    if not isinstance(task.unique, bool):
+        raise InvalidTaskOptions(f"unique must be True or False, not {task.unique!r}.")
+    if task.unique_key is not None:
+        text(task.unique_key, "unique_key", MAX_NAME)
     seconds(task.ttl, "ttl")
     seconds(task.delay, "delay")
     if task.run_at is not None:

@@ -13,28 +13,63 @@ RUN_COLUMNS = (
     " started_at, finished_at, result::text, error::text, errors::text, postpones"
 )
 
+# A run with a unique_key that a waiting or running run already has is not inserted: the
+# statement returns that run instead, in the same statement (the partial unique index decides,
+# so two callers at once cannot both insert). The no-op update is what makes it RETURN the row.
+_RUN_UNIQUE = """
+ON CONFLICT (unique_key) WHERE status IN ('waiting', 'running')
+DO UPDATE SET unique_key = EXCLUDED.unique_key
+"""
+
 # Returns the enqueuing transaction too, to tell a caller waiting on a run nobody can see yet.
 RUN_INSERT = f"""
-INSERT INTO autotask_task (name, queue, args, kwargs, priority, max_attempts, run_at, status)
+INSERT INTO autotask_task
+    (name, queue, args, kwargs, priority, max_attempts, run_at, status, unique_key)
 VALUES (%s, %s, %s::jsonb, %s::jsonb, %s, %s,
-        COALESCE(%s::timestamptz, now() + %s * interval '1 second'), 'waiting')
+        COALESCE(%s::timestamptz, now() + %s * interval '1 second'), 'waiting', %s)
+{_RUN_UNIQUE}
 RETURNING {RUN_COLUMNS}, txid_current()
 """
 
 # Many runs in one statement (one trigger call, so one NOTIFY per queue). Identity values are
-# drawn in the order of the SELECT, so sorting the returned rows by id gives the input order.
+# drawn in the order of the SELECT, so the new rows' ids follow the input's order; a row that
+# met an existing unique_key comes back as that run (store.py puts each back in its place).
 RUN_INSERT_MANY = f"""
-INSERT INTO autotask_task (name, queue, args, kwargs, priority, max_attempts, run_at, status)
+INSERT INTO autotask_task
+    (name, queue, args, kwargs, priority, max_attempts, run_at, status, unique_key)
 SELECT r.name, r.queue, r.args::jsonb, r.kwargs::jsonb, r.priority, r.max_attempts,
-       COALESCE(r.run_at, now() + r.delay * interval '1 second'), 'waiting'
+       COALESCE(r.run_at, now() + r.delay * interval '1 second'), 'waiting', r.unique_key
 FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::int[], %s::int[],
-            %s::timestamptz[], %s::float8[])
-     WITH ORDINALITY AS r(name, queue, args, kwargs, priority, max_attempts, run_at, delay, n)
+            %s::timestamptz[], %s::float8[], %s::text[])
+     WITH ORDINALITY
+     AS r(name, queue, args, kwargs, priority, max_attempts, run_at, delay, unique_key, n)
 ORDER BY r.n
-RETURNING {RUN_COLUMNS}
+{_RUN_UNIQUE}
+RETURNING {RUN_COLUMNS}, unique_key
 """
 
 RUN_SELECT = f"SELECT {RUN_COLUMNS} FROM autotask_task WHERE id = %s"
+
+# Cancel: a waiting run never runs; a running one is asked to stop (its runtime listens on
+# autotask_cancel and ends it CANCELLED); a finished one stays as it is.
+RUN_SET_CANCELLED_IF_WAITING = f"""
+UPDATE autotask_task
+SET status = 'cancelled', finished_at = now(), expires_at = now() + %s * interval '1 second'
+WHERE id = %s AND status = 'waiting'
+RETURNING {RUN_COLUMNS}
+"""
+
+RUN_REQUEST_CANCEL_IF_RUNNING = """
+SELECT pg_notify('autotask_cancel', id::text) FROM autotask_task
+WHERE id = %s AND status = 'running'
+"""
+
+# django-async's deschedule: every waiting run of a task with these arguments.
+RUN_SET_CANCELLED_IF_WAITING_MATCHING = """
+UPDATE autotask_task
+SET status = 'cancelled', finished_at = now(), expires_at = now() + %s * interval '1 second'
+WHERE name = %s AND args = %s::jsonb AND kwargs = %s::jsonb AND status = 'waiting'
+"""
 
 TRANSACTION_CURRENT = "SELECT txid_current_if_assigned()"
 
@@ -260,4 +295,5 @@ UPDATE autotask_schedule SET paused = %s WHERE name = %s RETURNING {SCHEDULE_COL
 
 WAKE_CHANNEL = "autotask"
 STATUS_CHANNEL = "autotask_status"
+CANCEL_CHANNEL = "autotask_cancel"  # sent by RUN_REQUEST_CANCEL_IF_RUNNING: a run id
 LISTEN = "LISTEN {channel}"

@@ -37,6 +37,7 @@ class NewRun:
     max_attempts: int
     run_at: datetime | None  # None: now + delay
     delay: float
+    unique_key: str | None = None  # while a run with it waits or runs, that run is returned
 
     def params(self) -> list[Any]:
         return [
@@ -48,6 +49,7 @@ class NewRun:
             self.max_attempts,
             self.run_at,
             self.delay,
+            self.unique_key,
         ]
 
 
@@ -162,21 +164,47 @@ def _many_params(runs: Sequence[NewRun]) -> list[list[Any]]:
     return [list(column) for column in zip(*(run.params() for run in runs), strict=True)]
 
 
-def _records_in_order(rows: list[tuple[Any, ...]]) -> list[RunRecord]:
-    return sorted((RunRecord.from_row(row) for row in rows), key=lambda record: record.id)
+def _distinct_keys(runs: Sequence[NewRun]) -> list[NewRun]:
+    """Runs to insert: of several with one unique_key, the first (one statement cannot insert
+    and then update the same row)."""
+    seen: set[str] = set()
+    kept = []
+    for run in runs:
+        if run.unique_key is not None:
+            if run.unique_key in seen:
+                continue
+            seen.add(run.unique_key)
+        kept.append(run)
+    return kept
+
+
+def _records_in_order(runs: Sequence[NewRun], rows: list[tuple[Any, ...]]) -> list[RunRecord]:
+    """One record per input run, in the input's order: keyed runs by their key, the others by
+    id (drawn in the input's order)."""
+    by_key = {row[-1]: RunRecord.from_row(row) for row in rows if row[-1] is not None}
+    unkeyed = iter(
+        sorted(
+            (RunRecord.from_row(row) for row in rows if row[-1] is None),
+            key=lambda record: record.id,
+        )
+    )
+    return [by_key[run.unique_key] if run.unique_key is not None else next(unkeyed) for run in runs]
 
 
 def insert_runs(runs: Sequence[NewRun]) -> list[RunRecord]:
-    """Insert many runs in one statement (one NOTIFY per queue); records in the input's order."""
+    """Insert many runs in one statement (one NOTIFY per queue); a record per run, in order
+    (a run whose unique_key is taken gets the record of the run that has it)."""
     if not runs:
         return []
-    return _records_in_order(_fetchall(sql.RUN_INSERT_MANY, _many_params(runs)))
+    rows = _fetchall(sql.RUN_INSERT_MANY, _many_params(_distinct_keys(runs)))
+    return _records_in_order(runs, rows)
 
 
 async def ainsert_runs(runs: Sequence[NewRun]) -> list[RunRecord]:
     if not runs:
         return []
-    return _records_in_order(await _afetchall(sql.RUN_INSERT_MANY, _many_params(runs)))
+    rows = await _afetchall(sql.RUN_INSERT_MANY, _many_params(_distinct_keys(runs)))
+    return _records_in_order(runs, rows)
 
 
 def _missing(run_id: int) -> RunDoesNotExist:
@@ -196,6 +224,30 @@ async def afetch_run(run_id: int) -> RunRecord:
     if row is None:
         raise _missing(run_id)
     return RunRecord.from_row(row)
+
+
+def cancel_run(run_id: int, ttl: float) -> tuple[RunRecord | None, bool]:
+    """Cancel a run: (its record, True) if it was waiting and is now CANCELLED; (None, True)
+    if it was running and its runtime was asked to stop it; (None, False) if it had finished
+    (or was claimed in the same instant and is not running yet: then nothing happened)."""
+    row = _fetchone(sql.RUN_SET_CANCELLED_IF_WAITING, [ttl, run_id])
+    if row is not None:
+        return RunRecord.from_row(row), True
+    return None, _fetchone(sql.RUN_REQUEST_CANCEL_IF_RUNNING, [run_id]) is not None
+
+
+async def acancel_run(run_id: int, ttl: float) -> tuple[RunRecord | None, bool]:
+    row = await _afetchone(sql.RUN_SET_CANCELLED_IF_WAITING, [ttl, run_id])
+    if row is not None:
+        return RunRecord.from_row(row), True
+    return None, await _afetchone(sql.RUN_REQUEST_CANCEL_IF_RUNNING, [run_id]) is not None
+
+
+def cancel_waiting_runs(name: str, args: str, kwargs: str, ttl: float) -> int:
+    """Cancel every waiting run of the task ``name`` with exactly these (JSON) arguments."""
+    with _tables_required(), _connection().cursor() as cursor:
+        cursor.execute(sql.RUN_SET_CANCELLED_IF_WAITING_MATCHING, [ttl, name, args, kwargs])
+        return int(cursor.rowcount)
 
 
 def in_atomic_block() -> bool:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import inspect
+import json
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
@@ -22,7 +24,7 @@ from django.conf import settings
 from . import options, registry, serialize, store, wsgi
 from .backoff import Backoff, constant
 from .conf import DEFAULT_QUEUE, DEFAULT_TTL
-from .exceptions import InvalidTaskOptions
+from .exceptions import InvalidTaskOptions, TaskNotRegistered
 from .handles import AsyncTaskHandle, TaskHandle
 from .schedule import Cron, Every, Schedule, seed_cron, zone
 
@@ -46,6 +48,9 @@ class Task(Generic[P, R]):
     retry_on: tuple[type[BaseException], ...] = ()  # only these are retried; () retries all
     backoff: Backoff | None = None  # None: exponential, from AUTOTASK_RETRY_DELAY
     max_postpones: int = options.DEFAULT_MAX_POSTPONES
+    unique: bool = False  # one waiting or running run per name and arguments at a time
+    timeout: float | None = None  # seconds; None: AUTOTASK_TIMEOUT
+    unique_key: str | None = None  # per call (using()): one run per key at a time
 
     def __post_init__(self) -> None:
         options.check(self)
@@ -61,9 +66,16 @@ class Task(Generic[P, R]):
         run_at: datetime | None = None,
         priority: int | None = None,
         queue: str | None = None,
+        unique_key: str | None = None,
     ) -> Task[P, R]:
-        """A copy with per-call options; enqueue it the same way (call it, or ``defer``)."""
+        """A copy with per-call options; enqueue it the same way (call it, or ``defer``).
+
+        ``unique_key``: while a run with this key waits or runs, enqueueing returns that run's
+        handle instead of a new one.
+        """
         changes: dict[str, Any] = {}
+        if unique_key is not None:
+            changes["unique_key"] = unique_key
         if delay is not None and run_at is not None:
             raise InvalidTaskOptions("Give either delay or run_at, not both.")
         if delay is not None:
@@ -112,7 +124,20 @@ class Task(Generic[P, R]):
             max_attempts=self.retries + 1,
             run_at=self.run_at,
             delay=self.delay,
+            unique_key=self._unique_key(args_json, kwargs_json),
         )
+
+    def _unique_key(self, args_json: str, kwargs_json: str) -> str | None:
+        if self.unique_key is not None:
+            return self.unique_key
+        if not self.unique:
+            return None
+        call = json.dumps(
+            [self.name, json.loads(args_json), json.loads(kwargs_json)],
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+        return f"{self.name[:180]}:{hashlib.sha256(call.encode()).hexdigest()}"
 
 
 def _positional_names(
@@ -188,6 +213,8 @@ def task(
     retry_on: type[BaseException] | tuple[type[BaseException], ...] = (),
     backoff: Backoff | None = None,
     max_postpones: int = options.DEFAULT_MAX_POSTPONES,
+    unique: bool = False,
+    timeout: float | None = None,
     ttl: float = DEFAULT_TTL,
     delay: float | timedelta = 0,
     every: float | timedelta | None = None,
@@ -208,6 +235,8 @@ def task(
     retry_on: type[BaseException] | tuple[type[BaseException], ...] = (),
     backoff: Backoff | None = None,
     max_postpones: int = options.DEFAULT_MAX_POSTPONES,
+    unique: bool = False,
+    timeout: float | None = None,
     ttl: float = DEFAULT_TTL,
     delay: float | timedelta = 0,
     every: float | timedelta | None = None,
@@ -233,6 +262,8 @@ def task(
         retry_on=retry_on if isinstance(retry_on, tuple) else (retry_on,),
         backoff=backoff,
         max_postpones=max_postpones,
+        unique=unique,
+        timeout=timeout,
         ttl=ttl,
         delay=options.seconds(delay, "delay"),
         schedule=_schedule(every=every, cron=cron, tz=tz, start_now=start_now),
@@ -240,6 +271,37 @@ def task(
     if func is not None:
         return decorate(func)
     return decorate
+
+
+# --- by name, and de-scheduling (django-async's schedule() and deschedule()) ---
+
+
+def _registered(name: str) -> Task[..., Any]:
+    task = registry.get(name)
+    if task is None:
+        raise TaskNotRegistered(
+            f"No task named {name!r} is registered in this process (nothing is imported from a "
+            "name: the module defining it must have been imported, e.g. an app's tasks.py)."
+        )
+    return task
+
+
+def enqueue(name: str, /, *args: Any, **kwargs: Any) -> TaskHandle:
+    """Enqueue a run of the registered task called ``name``, as calling it would."""
+    return _registered(name)(*args, **kwargs)
+
+
+async def aenqueue(name: str, /, *args: Any, **kwargs: Any) -> AsyncTaskHandle:
+    """Enqueue a run of the registered task called ``name``, as ``await task.defer()`` would."""
+    return await _registered(name).defer(*args, **kwargs)
+
+
+def deschedule(task: Task[..., Any] | str, /, *args: Any, **kwargs: Any) -> int:
+    """Cancel every waiting run of ``task`` (or its name) with exactly these arguments; how many
+    were cancelled. Running and finished runs are left as they are."""
+    found = _registered(task) if isinstance(task, str) else task
+    args_json, kwargs_json = serialize.dump_call(found.name, args, kwargs)
+    return store.cancel_waiting_runs(found.name, args_json, kwargs_json, float(found.ttl))
 
 
 # --- the original autotask's decorators: same names, arguments and defaults ---

@@ -216,3 +216,33 @@ async def ignores_cancel(seconds: float) -> str:
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.sleep(end - loop.time())
     return "outlived"
+
+
+@task(unique=True)
+def unique_add(a: int, b: int) -> int:
+    return a + b
+
+
+@task(timeout=0.3, retries=1, backoff=constant(0.05))
+async def async_oversleeps(seconds: float) -> str:
+    await asyncio.sleep(seconds)
+    return "woke"
+
+
+@task(timeout=0.3)
+def sync_oversleeps(key: str, seconds: float) -> str:
+    """Sleeps in small steps until told to stop (or ``seconds`` pass); records how it ended."""
+    from autotask import current
+    from tests.app.models import Execution
+
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and not current().should_stop():
+        time.sleep(0.02)
+    how = "told to stop" if current().should_stop() else "ran out"
+    Execution.objects.create(key=f"{key}: {how}", pid=os.getpid())
+    return how
+
+
+@task
+def sync_until_stopped(key: str) -> str:
+    return sync_oversleeps.call(key, 10.0)

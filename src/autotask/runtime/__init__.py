@@ -177,7 +177,11 @@ class Runtime:
         worker_id = uuid.uuid4()
         completer = Completer(self._pool, worker_id)
         executor = Executor(
-            completer, concurrency=settings.concurrency, retry_delay=settings.retry_delay
+            completer,
+            self._listener,
+            concurrency=settings.concurrency,
+            retry_delay=settings.retry_delay,
+            timeout=settings.timeout,
         )
         worker = Worker(
             self._pool,

@@ -17,7 +17,7 @@ import json
 import logging
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
@@ -25,9 +25,11 @@ from django.db import close_old_connections, connections
 from django.db.backends.signals import connection_created
 
 from .. import registry, serialize
-from ..exceptions import Postpone, TaskNotRegistered
+from ..context import RunContext, enter, leave
+from ..exceptions import Postpone, TaskNotRegistered, TaskTimeout
 from . import runs
 from .completer import Completer
+from .listener import Listener
 from .runs import ClaimedRun, Outcome
 
 logger = logging.getLogger("autotask")
@@ -40,13 +42,28 @@ if TYPE_CHECKING:
 
 
 class Executor:
-    """``concurrency`` slots; a run holds one from its start until its outcome is written."""
+    """``concurrency`` slots; a run holds one from its start until its outcome is written (and,
+    for a sync task past its timeout, until its thread has really ended)."""
 
-    def __init__(self, completer: Completer, *, concurrency: int, retry_delay: float) -> None:
+    def __init__(
+        self,
+        completer: Completer,
+        listener: Listener,
+        *,
+        concurrency: int,
+        retry_delay: float,
+        timeout: float | None = None,
+    ) -> None:
         self._completer = completer
+        self._listener = listener
+        self._unsubscribe: Callable[[], None] | None = None
         self._concurrency = concurrency
         self._retry_delay = retry_delay
+        self._timeout = timeout  # AUTOTASK_TIMEOUT, for tasks without a timeout of their own
         self._running: dict[int, asyncio.Task[None]] = {}
+        self._contexts: dict[int, RunContext] = {}
+        self._cancel_requested: set[int] = set()
+        self._overrunning: dict[int, asyncio.Future[Any]] = {}  # sync threads past a timeout
         self._threads: DaemonThreadPool | None = None
         self._slot_freed: list[Callable[[], None]] = []
         self._left_behind = False
@@ -62,13 +79,19 @@ class Executor:
     async def start(self) -> None:
         self._threads = DaemonThreadPool(self._concurrency)
         connection_created.connect(_note_connection_created, dispatch_uid="autotask")
+        self._unsubscribe = self._listener.on_cancel(self.cancel)
 
     async def stop(self, deadline: float) -> None:
         """Let running tasks finish until ``deadline``, then cancel what is left.
 
-        A sync task cannot be cancelled: its thread runs on, but its run is given up here and
-        put back to waiting by the heartbeat's stop.
+        Sync tasks see ``should_stop()`` from the start of the shutdown; one that does not end
+        in time cannot be cancelled: its thread runs on, but its run is given up here and put
+        back to waiting by the heartbeat's stop.
         """
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        for context in self._contexts.values():
+            context.request_stop()
         if self._running:
             timeout = max(0.0, deadline - asyncio.get_running_loop().time())
             await asyncio.wait(list(self._running.values()), timeout=timeout)
@@ -93,8 +116,23 @@ class Executor:
         self._running[run.id] = run_task
         run_task.add_done_callback(lambda _: self._release(run.id))
 
+    def cancel(self, run_id: int | None) -> None:
+        """A cancel was asked for this run (through NOTIFY): an async task is cancelled, a sync
+        one sees ``should_stop()``; either ends CANCELLED. Runs not here are not ours."""
+        if run_id is None or run_id not in self._running:
+            return
+        self._cancel_requested.add(run_id)
+        context = self._contexts.get(run_id)
+        if context is not None:
+            context.request_stop()
+        task = registry.get(context.name) if context is not None else None
+        if task is not None and task.is_async:
+            self._running[run_id].cancel()
+
     def _release(self, run_id: int) -> None:
         self._running.pop(run_id, None)
+        self._contexts.pop(run_id, None)
+        self._cancel_requested.discard(run_id)
         for callback in list(self._slot_freed):
             callback()
 
@@ -103,6 +141,9 @@ class Executor:
         if self._left_behind:  # it outlived shutdown; its run went back to waiting
             return
         await self._completer.finish(outcome)
+        overrunning = self._overrunning.pop(run.id, None)
+        if overrunning is not None:  # the slot is free only when the thread really is
+            await asyncio.gather(overrunning, return_exceptions=True)
 
     async def _outcome(self, run: ClaimedRun) -> Outcome:
         task = registry.get(run.name)
@@ -116,23 +157,76 @@ class Executor:
             args, kwargs = json.loads(run.args), json.loads(run.kwargs)
         except (ValueError, RecursionError) as exc:  # stored by something else than autotask
             return runs.given_up(run, task, exc)
+        context = RunContext(run_id=run.id, name=run.name, attempt=run.attempts)
+        self._contexts[run.id] = context
+        timeout = task.timeout if task.timeout is not None else self._timeout
         try:
             if task.is_async:
-                value = await _call_async(task, args, kwargs)
+                value = await _within(timeout, _call_async(task, args, kwargs, context))
             else:
-                loop = asyncio.get_running_loop()
-                value = await loop.run_in_executor(self._threads, _call_sync, task, args, kwargs)
+                value = await self._call_in_thread(run, task, args, kwargs, context, timeout)
+            if run.id in self._cancel_requested:
+                return runs.cancelled(run, task)
             return runs.done(run, task, serialize.dump_result(task.name, value))
         except Postpone as postpone:
             return runs.postponed(run, task, postpone)
+        except _TimedOut:
+            late = TaskTimeout(f"timed out after {timeout:g} s")
+            return runs.failed(run, task, late, retry_delay=self._retry_delay)
         except asyncio.CancelledError as exc:
+            if run.id in self._cancel_requested:
+                current = asyncio.current_task()
+                if current is not None:
+                    current.uncancel()
+                return runs.cancelled(run, task)
             if _cancelled_by_runtime():
                 raise
             # Raised by the task itself (it awaited something cancelled, or called .result() on
             # a cancelled future): a failure like any other, not the runtime stopping it.
             return runs.given_up(run, task, exc)
         except BaseException as exc:
+            if run.id in self._cancel_requested:
+                return runs.cancelled(run, task)
             return runs.failed(run, task, exc, retry_delay=self._retry_delay)
+
+    async def _call_in_thread(
+        self,
+        run: ClaimedRun,
+        task: Task[..., Any],
+        args: list[Any],
+        kwargs: dict[str, Any],
+        context: RunContext,
+        timeout: float | None,
+    ) -> Any:
+        """A plain function in one of the threads. Past its timeout the run ends (TimedOut)
+        while the thread runs on, told to stop; its slot stays taken until the thread ends."""
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._threads, _call_sync, task, args, kwargs, context)
+        if timeout is None:
+            return await future
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), timeout)
+        except TimeoutError:
+            context.request_stop()
+            self._overrunning[run.id] = future
+            raise _TimedOut() from None
+
+
+class _TimedOut(Exception):
+    """A run past its timeout (kept apart from a TimeoutError the task itself raised)."""
+
+
+async def _within(timeout: float | None, call: Coroutine[Any, Any, Any]) -> Any:
+    """An async task, cancelled at its timeout."""
+    if timeout is None:
+        return await call
+    try:
+        async with asyncio.timeout(timeout) as scope:
+            return await call
+    except TimeoutError:
+        if scope.expired():
+            raise _TimedOut() from None
+        raise
 
 
 def _cancelled_by_runtime() -> bool:
@@ -180,13 +274,17 @@ class DaemonThreadPool(concurrent.futures.Executor):
                 future.set_exception(exc)
 
 
-def _call_sync(task: Task[..., Any], args: list[Any], kwargs: dict[str, Any]) -> Any:
+def _call_sync(
+    task: Task[..., Any], args: list[Any], kwargs: dict[str, Any], context: RunContext
+) -> Any:
     """Run a plain task in a worker thread, as Django runs a request: connections checked around."""
+    token = enter(context)
     close_old_connections()
     try:
         return task.func(*args, **kwargs)
     finally:
         close_old_connections()
+        leave(token)
 
 
 # Set (in the task's context) when Django opens a connection for an ``async def`` task's ORM call.
@@ -199,7 +297,9 @@ def _note_connection_created(**kwargs: Any) -> None:
     _connected.set(True)
 
 
-async def _call_async(task: Task[..., Any], args: list[Any], kwargs: dict[str, Any]) -> Any:
+async def _call_async(
+    task: Task[..., Any], args: list[Any], kwargs: dict[str, Any], context: RunContext
+) -> Any:
     """Run an ``async def`` task as Django's ASGI handler runs a request.
 
     In a ThreadSensitiveContext of its own, its async ORM calls get a sync thread, and so a
@@ -207,6 +307,7 @@ async def _call_async(task: Task[..., Any], args: list[Any], kwargs: dict[str, A
     process-wide thread. The connection is closed at the end, if the task opened one: the
     thread goes away with the context.
     """
+    enter(context)  # in this asyncio task's own context: nothing to reset
     async with ThreadSensitiveContext():
         try:
             return await task.func(*args, **kwargs)

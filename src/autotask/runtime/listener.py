@@ -24,6 +24,7 @@ logger = logging.getLogger("autotask")
 
 WakeCallback = Callable[[str | None], None]
 StatusCallback = Callable[[Status | None], None]
+CancelCallback = Callable[[int | None], None]
 
 
 class Listener:
@@ -31,6 +32,7 @@ class Listener:
 
     def __init__(self) -> None:
         self._wake_callbacks: list[WakeCallback] = []
+        self._cancel_callbacks: list[CancelCallback] = []
         self._watchers: dict[int, list[StatusCallback]] = {}
         self._lock = threading.Lock()
         self._connected = asyncio.Event()
@@ -60,6 +62,11 @@ class Listener:
         self._wake_callbacks.append(callback)
         return lambda: self._wake_callbacks.remove(callback)
 
+    def on_cancel(self, callback: CancelCallback) -> Callable[[], None]:
+        """Call ``callback(run_id)`` when a cancel of a running run is asked for."""
+        self._cancel_callbacks.append(callback)
+        return lambda: self._cancel_callbacks.remove(callback)
+
     def watch(self, run_id: int, callback: StatusCallback) -> Callable[[], None]:
         """Call ``callback(status)`` on each status change of a run; returns the unsubscriber."""
         with self._lock:
@@ -82,7 +89,7 @@ class Listener:
             try:
                 conn = await psycopg.AsyncConnection.connect(**listener_kwargs())
                 async with conn:
-                    for channel in (sql.WAKE_CHANNEL, sql.STATUS_CHANNEL):
+                    for channel in (sql.WAKE_CHANNEL, sql.STATUS_CHANNEL, sql.CANCEL_CHANNEL):
                         await conn.execute(sql.LISTEN.format(channel=channel))
                     self._connected.set()
                     backoff = 0.5
@@ -111,6 +118,15 @@ class Listener:
         if channel == sql.WAKE_CHANNEL:
             for wake in list(self._wake_callbacks):
                 _call(wake, payload)
+            return
+        if channel == sql.CANCEL_CHANNEL:
+            try:
+                run_id = int(payload)
+            except ValueError:
+                logger.warning("autotask: ignored a malformed cancel notification: %.100r", payload)
+                return
+            for cancel in list(self._cancel_callbacks):
+                _call(cancel, run_id)
             return
         malformed = 0
         for item in payload.split(","):

@@ -15,7 +15,7 @@ from .. import options
 from ..backoff import exponential
 from ..conf import DEFAULT_TTL
 from ..exceptions import InvalidTaskOptions, Postpone, ResultNotStored, TooManyPostpones
-from ..status import DONE, ERROR, WAITING, Status, TaskError
+from ..status import CANCELLED, DONE, ERROR, WAITING, Status, TaskError
 
 if TYPE_CHECKING:
     from ..tasks import Task
@@ -111,6 +111,11 @@ def postponed(run: ClaimedRun, task: Task[..., Any], postpone: Postpone) -> Outc
     except InvalidTaskOptions as exc:
         return given_up(run, task, exc)
     return Outcome(run_id=run.id, status=WAITING, ttl=task.ttl, delay=wait, postponed=True)
+
+
+def cancelled(run: ClaimedRun, task: Task[..., Any]) -> Outcome:
+    """A cancel was asked for while it ran, and it has stopped."""
+    return Outcome(run_id=run.id, status=CANCELLED, ttl=task.ttl)
 
 
 def refused(outcome: Outcome, reason: BaseException) -> Outcome:
