@@ -40,6 +40,7 @@ for _name in (
     "AUTOTASK_HANDLE_TASK_IDLE_TIME",
     "AUTOTASK_WORKER_MONITOR_INTERVALL",
     "AUTOTASK_WORKER_TIMEOUT",
+    "AUTOTASK_SHUTDOWN_TIMEOUT",
 ):
     if _name in os.environ:
         globals()[_name] = (int if _name == "AUTOTASK_WORKERS" else float)(os.environ[_name])
@@ -51,5 +52,10 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"autotask": {"handlers": ["console"], "level": "WARNING"}},
+    "loggers": {
+        "autotask": {
+            "handlers": ["console"],
+            "level": os.environ.get("AUTOTASK_TEST_LOG_LEVEL", "WARNING"),
+        }
+    },
 }

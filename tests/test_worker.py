@@ -79,7 +79,11 @@ def test_rolled_back_enqueue_never_runs_and_committed_one_does(worker: None) -> 
     assert TaskRun.objects.count() == 1
 
 
-def test_row_naming_an_unregistered_task_errors_without_importing_it(worker: None) -> None:
+def test_row_naming_an_unregistered_task_errors_without_importing_it(
+    settings, start_worker: Callable
+) -> None:
+    settings.AUTOTASK_UNREGISTERED_GRACE = 0  # no waiting for a process that knows it
+    start_worker()
     run = TaskRun.objects.create(name="tests.app.never_imported.boom")
     handle = TaskHandle.get(run.pk).wait(10)
     assert handle.status == ERROR
@@ -292,3 +296,19 @@ def test_a_finish_is_retried_through_an_outage_longer_than_a_few_attempts(
     monkeypatch.setattr(Pool, "fetchall", flaky)
     handle = add(2, 2).wait(20)
     assert (handle.status, handle.result, failures["left"]) == (DONE, 4, 0)
+
+
+def test_a_run_of_a_task_unknown_here_waits_for_the_grace_before_it_fails(
+    settings, start_worker: Callable
+) -> None:
+    """A rolling deploy: old code meets a run of a task only the new code has."""
+    settings.AUTOTASK_UNREGISTERED_GRACE = 1.5
+    start_worker()
+    run = TaskRun.objects.create(name="tests.app.only_in_the_new_release")
+    wait_until(lambda: TaskRun.objects.get(pk=run.pk).postpones >= 1)
+    put_back = TaskRun.objects.get(pk=run.pk)
+    assert (put_back.status, put_back.attempts) == ("waiting", 0)  # not spent, not failed
+    handle = TaskHandle.get(run.pk).wait(10)
+    assert handle.status == ERROR
+    assert (handle.finished_at - handle.enqueued_at).total_seconds() >= 1.5
+    assert "nor in any other that claimed it in the 1.5 s" in handle.error.message

@@ -25,6 +25,7 @@ DEFAULTS: dict[str, object] = {
     "AUTOTASK_SHUTDOWN_TIMEOUT": 10.0,
     "AUTOTASK_POOL_SIZE": 4,
     "AUTOTASK_TIMEOUT": None,
+    "AUTOTASK_UNREGISTERED_GRACE": 300.0,
 }
 
 # Defaults of task options, shared by the decorator and the runtime (which needs a ttl even for
@@ -44,6 +45,7 @@ class Settings:
     worker_timeout: float  # a heartbeat older than this: the worker is lost, its runs rescued
     clean_interval: float  # AUTOTASK_CLEAN_INTERVALL: seconds between prunings
     timeout: float | None  # AUTOTASK_TIMEOUT: for tasks without a timeout of their own
+    unregistered_grace: float  # seconds a run of a task unknown here waits for one that knows it
     shutdown_timeout: float
     pool_size: int
 
@@ -71,6 +73,19 @@ def _queues() -> tuple[str, ...] | None:
         f"AUTOTASK_QUEUES must be None (every queue) or a non-empty list of queue names, "
         f"not {value!r}."
     )
+
+
+def _optional_seconds(name: str) -> float | None:
+    return None if _value(name) is None else float(_positive_number(name))
+
+
+def _grace() -> float:
+    value = _value("AUTOTASK_UNREGISTERED_GRACE")
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ImproperlyConfigured(
+            f"AUTOTASK_UNREGISTERED_GRACE must be a number of seconds >= 0, not {value!r}."
+        )
+    return float(value)
 
 
 def database() -> str:
@@ -111,9 +126,8 @@ def get() -> Settings:
         heartbeat_interval=heartbeat,
         worker_timeout=timeout,
         clean_interval=float(_positive_number("AUTOTASK_CLEAN_INTERVALL")),
-        timeout=None
-        if _value("AUTOTASK_TIMEOUT") is None
-        else _positive_number("AUTOTASK_TIMEOUT"),
+        timeout=_optional_seconds("AUTOTASK_TIMEOUT"),
+        unregistered_grace=_grace(),
         shutdown_timeout=float(_positive_number("AUTOTASK_SHUTDOWN_TIMEOUT")),
         pool_size=int(_positive_number("AUTOTASK_POOL_SIZE", integer=True)),
     )

@@ -22,14 +22,16 @@ DO UPDATE SET unique_key = EXCLUDED.unique_key
 """
 
 # Returns the enqueuing transaction too, to tell a caller waiting on a run nobody can see yet.
-RUN_INSERT = f"""
+# Without a unique_key (most runs) there is no ON CONFLICT: its speculative insertion costs
+# about a sixth of the enqueue rate.
+_RUN_INSERT = """
 INSERT INTO autotask_task
     (name, queue, args, kwargs, priority, max_attempts, run_at, status, unique_key)
 VALUES (%s, %s, %s::jsonb, %s::jsonb, %s, %s,
         COALESCE(%s::timestamptz, now() + %s * interval '1 second'), 'waiting', %s)
-{_RUN_UNIQUE}
-RETURNING {RUN_COLUMNS}, txid_current()
 """
+RUN_INSERT = f"{_RUN_INSERT} RETURNING {RUN_COLUMNS}, txid_current()"
+RUN_INSERT_UNIQUE = f"{_RUN_INSERT} {_RUN_UNIQUE} RETURNING {RUN_COLUMNS}, txid_current()"
 
 # Many runs in one statement (one trigger call, so one NOTIFY per queue). Identity values are
 # drawn in the order of the SELECT, so the new rows' ids follow the input's order; a row that
@@ -91,7 +93,8 @@ SET status = 'running', attempts = t.attempts + 1, worker_id = %(worker_id)s,
     started_at = now(), finished_at = NULL
 FROM claimed
 WHERE t.id = claimed.id
-RETURNING t.id, t.name, t.args::text, t.kwargs::text, t.attempts, t.max_attempts, t.postpones
+RETURNING t.id, t.name, t.args::text, t.kwargs::text, t.attempts, t.max_attempts, t.postpones,
+          extract(epoch FROM now() - t.enqueued_at)::float8
 """
 RUN_CLAIM_MANY_ANY_QUEUE = _RUN_CLAIM_MANY.format(queue_filter="")
 RUN_CLAIM_MANY_IN_QUEUES = _RUN_CLAIM_MANY.format(queue_filter=" AND queue = ANY(%(queues)s)")

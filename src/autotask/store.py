@@ -148,16 +148,20 @@ async def _afetchall(statement: str, params: Sequence[Any]) -> list[tuple[Any, .
 
 def insert_run(run: NewRun) -> tuple[RunRecord, int | None]:
     """Insert one run; with the enqueuing transaction's id when inside ``atomic()``, else None."""
-    row = _fetchone(sql.RUN_INSERT, run.params())
+    row = _fetchone(_insert_statement(run), run.params())
     assert row is not None
     transaction = row[-1] if in_atomic_block() else None
     return RunRecord.from_row(row), transaction
 
 
 async def ainsert_run(run: NewRun) -> RunRecord:
-    row = await _afetchone(sql.RUN_INSERT, run.params())
+    row = await _afetchone(_insert_statement(run), run.params())
     assert row is not None
     return RunRecord.from_row(row)
+
+
+def _insert_statement(run: NewRun) -> str:
+    return sql.RUN_INSERT if run.unique_key is None else sql.RUN_INSERT_UNIQUE
 
 
 def _many_params(runs: Sequence[NewRun]) -> list[list[Any]]:

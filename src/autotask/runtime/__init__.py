@@ -58,6 +58,7 @@ class Runtime:
         self._listener = Listener()
         self._worker: Worker | None = None
         self._elector: Elector | None = None
+        self._executor: Executor | None = None
         self._worker_services: list[Service] = []
         self._calls: set[asyncio.Task[Any]] = set()  # from other loops, in flight
 
@@ -182,6 +183,7 @@ class Runtime:
             concurrency=settings.concurrency,
             retry_delay=settings.retry_delay,
             timeout=settings.timeout,
+            unregistered_grace=settings.unregistered_grace,
         )
         worker = Worker(
             self._pool,
@@ -213,6 +215,7 @@ class Runtime:
             ]
 
         elector = Elector(pool, worker_id, leader_services)
+        self._executor = executor
         services: list[Service] = [
             heartbeat,
             ScheduleSync(pool),
@@ -230,8 +233,9 @@ class Runtime:
         services, self._worker_services = self._worker_services, []
         self._worker = self._elector = None
         try:
-            await stop_all(services, deadline)
+            await stop_all(services, deadline)  # hurry() reaches the executor meanwhile
         finally:
+            self._executor = None
             # Calls from other loops still in flight end now (RuntimeStopped for their callers),
             # so that nothing waits on a loop that is about to stop.
             calls = list(self._calls)
@@ -261,6 +265,13 @@ class Runtime:
                 self.submit(self._stop(timeout)).result()
             finally:
                 self._halt_loop()
+
+    def hurry(self) -> None:
+        """During ``stop()``, from any thread (a second signal): stop waiting for running tasks;
+        they are cancelled and their runs still put back to waiting."""
+        loop, executor = self._loop, self._executor
+        if loop is not None and executor is not None:
+            loop.call_soon_threadsafe(executor.hurry)
 
     async def astop(self, timeout: float | None = None) -> None:
         await asyncio.to_thread(self.stop, timeout)

@@ -26,7 +26,7 @@ from django.db.backends.signals import connection_created
 
 from .. import registry, serialize
 from ..context import RunContext, enter, leave
-from ..exceptions import Postpone, TaskNotRegistered, TaskTimeout
+from ..exceptions import Postpone, TaskTimeout
 from . import runs
 from .completer import Completer
 from .listener import Listener
@@ -53,6 +53,7 @@ class Executor:
         concurrency: int,
         retry_delay: float,
         timeout: float | None = None,
+        unregistered_grace: float = 0.0,
     ) -> None:
         self._completer = completer
         self._listener = listener
@@ -60,6 +61,8 @@ class Executor:
         self._concurrency = concurrency
         self._retry_delay = retry_delay
         self._timeout = timeout  # AUTOTASK_TIMEOUT, for tasks without a timeout of their own
+        self._unregistered_grace = unregistered_grace
+        self._hurry = asyncio.Event()  # a second shutdown signal: cancel now
         self._running: dict[int, asyncio.Task[None]] = {}
         self._contexts: dict[int, RunContext] = {}
         self._cancel_requested: set[int] = set()
@@ -93,8 +96,7 @@ class Executor:
         for context in self._contexts.values():
             context.request_stop()
         if self._running:
-            timeout = max(0.0, deadline - asyncio.get_running_loop().time())
-            await asyncio.wait(list(self._running.values()), timeout=timeout)
+            await self._wait_for_running(deadline)
         for run_task in self._running.values():
             run_task.cancel()
         if self._running:
@@ -110,6 +112,32 @@ class Executor:
                 )
         if self._threads is not None:
             self._threads.shutdown(wait=False)
+
+    async def _wait_for_running(self, deadline: float) -> None:
+        """Until every running task has ended, the deadline has passed, or ``hurry()``."""
+        loop = asyncio.get_running_loop()
+        logger.info(
+            "autotask: waiting up to %.1f s for %d running task(s) to finish",
+            max(0.0, deadline - loop.time()),
+            len(self._running),
+        )
+        hurry = asyncio.ensure_future(self._hurry.wait())
+        pending: set[asyncio.Future[Any]] = set(self._running.values())
+        try:
+            while pending and not self._hurry.is_set() and loop.time() < deadline:
+                _, pending = await asyncio.wait(
+                    pending | {hurry},
+                    timeout=deadline - loop.time(),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                pending.discard(hurry)
+        finally:
+            hurry.cancel()
+
+    def hurry(self) -> None:
+        """Cut the shutdown's wait for running tasks short (a second Ctrl-C): cancel them now;
+        their runs are still put back to waiting."""
+        self._hurry.set()
 
     def submit(self, run: ClaimedRun) -> None:
         run_task = asyncio.create_task(self._run(run), name=f"autotask run {run.id}")
@@ -148,11 +176,7 @@ class Executor:
     async def _outcome(self, run: ClaimedRun) -> Outcome:
         task = registry.get(run.name)
         if task is None:
-            exc = TaskNotRegistered(
-                f"No task named {run.name!r} is registered in this process; "
-                "is its module imported (an app's tasks.py is found automatically)?"
-            )
-            return runs.given_up(run, None, exc)
+            return runs.unregistered(run, self._unregistered_grace)
         try:
             args, kwargs = json.loads(run.args), json.loads(run.kwargs)
         except (ValueError, RecursionError) as exc:  # stored by something else than autotask

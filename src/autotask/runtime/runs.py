@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING, Any
 from .. import options
 from ..backoff import exponential
 from ..conf import DEFAULT_TTL
-from ..exceptions import InvalidTaskOptions, Postpone, ResultNotStored, TooManyPostpones
+from ..exceptions import (
+    InvalidTaskOptions,
+    Postpone,
+    ResultNotStored,
+    TaskNotRegistered,
+    TooManyPostpones,
+)
 from ..status import CANCELLED, DONE, ERROR, WAITING, Status, TaskError
 
 if TYPE_CHECKING:
@@ -38,6 +44,7 @@ class ClaimedRun:
     attempts: int
     max_attempts: int
     postpones: int
+    age: float  # seconds since it was enqueued
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +118,26 @@ def postponed(run: ClaimedRun, task: Task[..., Any], postpone: Postpone) -> Outc
     except InvalidTaskOptions as exc:
         return given_up(run, task, exc)
     return Outcome(run_id=run.id, status=WAITING, ttl=task.ttl, delay=wait, postponed=True)
+
+
+# How long a run of a task this process does not know waits before another claim looks at it.
+UNREGISTERED_PAUSE = 10.0
+
+
+def unregistered(run: ClaimedRun, grace: float) -> Outcome:
+    """A run of a task this process does not know: during a rolling deploy (or in a database
+    shared with another project) some other process may, so it waits for one that does, its
+    attempt not spent, and ends in ERROR only once ``grace`` seconds have passed since it was
+    enqueued."""
+    if run.age >= grace:
+        exc = TaskNotRegistered(
+            f"No task named {run.name!r} is registered in this process (nor in any other that "
+            f"claimed it in the {grace:g} s since it was enqueued); is its module imported (an "
+            "app's tasks.py is found automatically)?"
+        )
+        return given_up(run, None, exc)
+    wait = min(UNREGISTERED_PAUSE, grace - run.age)
+    return Outcome(run_id=run.id, status=WAITING, ttl=DEFAULT_TTL, delay=wait, postponed=True)
 
 
 def cancelled(run: ClaimedRun, task: Task[..., Any]) -> Outcome:

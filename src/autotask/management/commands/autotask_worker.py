@@ -2,7 +2,8 @@
 
 The same runtime the web process runs under ``with_worker``; PostgreSQL coordinates any number
 of these and of web processes. On SIGTERM it stops claiming, gives running tasks
-``AUTOTASK_SHUTDOWN_TIMEOUT`` seconds, and puts the rest back to waiting.
+``AUTOTASK_SHUTDOWN_TIMEOUT`` seconds, and puts the rest back to waiting; a second signal
+cuts that wait short (the runs are put back all the same).
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ class Command(BaseCommand):
         stop = threading.Event()
 
         def request_stop(signum: int, frame: object) -> None:
+            if stop.is_set():  # a second signal (a terminal's Ctrl-C plus a forwarded one)
+                self.stderr.write("autotask worker: cancelling running tasks now", ending="\n")
+                runtime.get().hurry()
             stop.set()
 
         signal.signal(signal.SIGTERM, request_stop)
