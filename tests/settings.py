@@ -4,6 +4,8 @@ import os
 
 from psycopg.conninfo import conninfo_to_dict
 
+_CONNINFO_KEYS = ("dbname", "user", "password", "host", "port")
+
 
 def database_from_url(url: str) -> dict[str, object]:
     params = conninfo_to_dict(url)
@@ -19,7 +21,15 @@ def database_from_url(url: str) -> dict[str, object]:
 
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
-DATABASES = {"default": database_from_url(DATABASE_URL)}
+_DIRECT = database_from_url(DATABASE_URL)
+_DIRECT["OPTIONS"] = {
+    **{k: v for k, v in conninfo_to_dict(DATABASE_URL).items() if k not in _CONNINFO_KEYS},
+    "application_name": "autotask-direct-test",
+}
+# The same database under another name, as a direct DSN beside a pooler would be
+# (AUTOTASK_DIRECT_DATABASE); a mirror, so the test runner gives it the test database.
+_DIRECT["TEST"] = {"MIRROR": "default"}
+DATABASES = {"default": database_from_url(DATABASE_URL), "direct": _DIRECT}
 SECRET_KEY = "autotask-tests"
 USE_TZ = True
 INSTALLED_APPS = [

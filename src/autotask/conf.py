@@ -26,6 +26,8 @@ DEFAULTS: dict[str, object] = {
     "AUTOTASK_POOL_SIZE": 4,
     "AUTOTASK_TIMEOUT": None,
     "AUTOTASK_UNREGISTERED_GRACE": 300.0,
+    "AUTOTASK_LISTEN": True,
+    "AUTOTASK_DIRECT_DATABASE": None,
 }
 
 # Defaults of task options, shared by the decorator and the runtime (which needs a ttl even for
@@ -98,6 +100,27 @@ def database() -> str:
     return alias
 
 
+def direct_database() -> str:
+    """The alias the LISTEN and leader connections use (``AUTOTASK_DIRECT_DATABASE``): the same
+    database reached without a pooler in transaction mode, where sessions do not last."""
+    alias = _value("AUTOTASK_DIRECT_DATABASE")
+    if alias is None:
+        return database()
+    if not isinstance(alias, str) or alias not in django_settings.DATABASES:
+        raise ImproperlyConfigured(
+            f"AUTOTASK_DIRECT_DATABASE must be None or name an entry of DATABASES, not {alias!r}."
+        )
+    return alias
+
+
+def listen() -> bool:
+    """``AUTOTASK_LISTEN``: False for poll-only (no LISTEN connection at all)."""
+    value = _value("AUTOTASK_LISTEN")
+    if not isinstance(value, bool):
+        raise ImproperlyConfigured(f"AUTOTASK_LISTEN must be True or False, not {value!r}.")
+    return value
+
+
 def is_active() -> bool:
     """``AUTOTASK_IS_ACTIVE``: start the runtime in every process that serves requests."""
     value = _value("AUTOTASK_IS_ACTIVE")
@@ -117,6 +140,8 @@ def get() -> Settings:
             "for dead between two heartbeats."
         )
     is_active()
+    listen()
+    direct_database()
     return Settings(
         database=database(),
         concurrency=int(_positive_number("AUTOTASK_WORKERS", integer=True)),

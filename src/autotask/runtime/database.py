@@ -8,9 +8,10 @@ the runtime's loop and nowhere else; other loops borrow it through ``Runtime.fet
 from __future__ import annotations
 
 import os
+import select
 import socket
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import psycopg
 from django.db import connections
@@ -27,13 +28,18 @@ _DJANGO_ONLY = ("cursor_factory", "context")
 _TRANSIENT_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "40001", "40P01", "55P03", "57014"})
 
 Params = Sequence[Any] | Mapping[str, Any]
+T = TypeVar("T")
+
+# The server ended the session (admin shutdown, crash shutdown, cannot connect now).
+_SESSION_ENDED = frozenset({"57P01", "57P02", "57P03"})
 
 
-def connection_kwargs(*, purpose: str = "pool") -> dict[str, Any]:
-    """psycopg keyword arguments for the database named by ``AUTOTASK_DATABASE``."""
+def connection_kwargs(*, purpose: str = "pool", alias: str | None = None) -> dict[str, Any]:
+    """psycopg keyword arguments for the database named by ``AUTOTASK_DATABASE`` (or ``alias``)."""
     # A wrapper of our own: ``connections[alias]`` would register one in the calling context,
     # which on the runtime's loop every task would then inherit.
-    params = dict(connections.create_connection(conf.database()).get_connection_params())
+    alias = conf.database() if alias is None else alias
+    params = dict(connections.create_connection(alias).get_connection_params())
     for key in _DJANGO_ONLY:
         params.pop(key, None)
     params.setdefault(
@@ -46,7 +52,7 @@ def dedicated_kwargs(purpose: str) -> dict[str, Any]:
     """Parameters for a connection of its own (the listener's, the leader's): autocommit, with
     TCP keepalives, so that a dead server is noticed within about 25 s instead of the system's
     two hours. (The server's end is set by ``sql.SESSION_KEEPALIVES`` once connected.)"""
-    params = connection_kwargs(purpose=purpose)
+    params = connection_kwargs(purpose=purpose, alias=conf.direct_database())
     params.update(autocommit=True)
     for key, value in (
         ("keepalives", 1),
@@ -99,6 +105,7 @@ class Pool:
             max_size=conf.get().pool_size,
             open=False,
             name="autotask",
+            check=_still_open,
         )
         await pool.open(wait=False)
         self._pool = pool
@@ -114,17 +121,64 @@ class Pool:
 
     async def fetchone(self, statement: str, params: Params) -> tuple[Any, ...] | None:
         """One statement; its first row, if any."""
-        async with (await self._ready()).connection() as conn:
-            cursor = await conn.execute(statement, params)
-            return await cursor.fetchone()
+        return await self._run(statement, params, _first)
 
     async def fetchall(self, statement: str, params: Params) -> list[tuple[Any, ...]]:
-        async with (await self._ready()).connection() as conn:
-            cursor = await conn.execute(statement, params)
-            return await cursor.fetchall()
+        return await self._run(statement, params, _every)
 
     async def execute(self, statement: str, params: Params) -> int:
         """One statement; the number of rows it touched."""
+        return await self._run(statement, params, _count)
+
+    async def _run(
+        self,
+        statement: str,
+        params: Params,
+        read: Callable[[psycopg.AsyncCursor[Any]], Awaitable[T]],
+    ) -> T:
+        """The statement on a pooled connection, and what ``read`` takes from its cursor.
+
+        A pooled connection whose session the server ended while it sat idle (a failover,
+        ``pg_terminate_backend``) fails at its next use with the server's word that it ended it
+        (SQLSTATE 57P01-57P03): that statement never ran, so it is sent once more, on a fresh
+        connection, instead of failing whoever sent it.
+        """
+        try:
+            return await self._run_once(statement, params, read)
+        except psycopg.OperationalError as exc:
+            if (exc.sqlstate or "") not in _SESSION_ENDED:
+                raise
+        return await self._run_once(statement, params, read)
+
+    async def _run_once(
+        self,
+        statement: str,
+        params: Params,
+        read: Callable[[psycopg.AsyncCursor[Any]], Awaitable[T]],
+    ) -> T:
         async with (await self._ready()).connection() as conn:
-            cursor = await conn.execute(statement, params)
-            return cursor.rowcount
+            return await read(await conn.execute(statement, params))
+
+
+async def _still_open(conn: psycopg.AsyncConnection[Any]) -> None:
+    """The pool's check when a connection is handed out, without a round trip: an idle
+    connection has nothing to read, so one whose socket is readable has been ended by the
+    server (a failover, ``pg_terminate_backend``) and is replaced before anyone uses it."""
+    if conn.closed or conn.broken:
+        raise psycopg.OperationalError("the connection is closed")
+    readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    if readable:
+        await conn.close()  # or the pool would take it back as it is, and hand it out again
+        raise psycopg.OperationalError("the server ended this idle session")
+
+
+async def _first(cursor: psycopg.AsyncCursor[Any]) -> tuple[Any, ...] | None:
+    return await cursor.fetchone()
+
+
+async def _every(cursor: psycopg.AsyncCursor[Any]) -> list[tuple[Any, ...]]:
+    return await cursor.fetchall()
+
+
+async def _count(cursor: psycopg.AsyncCursor[Any]) -> int:
+    return cursor.rowcount

@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 
-from .. import sql
+from .. import conf, sql
 from ..status import Status
 from .database import listener_kwargs
 
@@ -39,6 +39,9 @@ class Listener:
         self._listening: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        if not conf.listen():  # poll-only: the fallback poll is all there is
+            self._connected.set()
+            return
         self._listening = asyncio.create_task(self._run(), name="autotask listener")
 
     async def stop(self, deadline: float) -> None:
@@ -85,6 +88,8 @@ class Listener:
     async def _run(self) -> None:
         """Stay connected and listening until cancelled, reconnecting with backoff."""
         backoff = 0.5
+        lost_at: float | None = None  # when the current outage began, if one has
+        loop = asyncio.get_running_loop()
         while True:
             try:
                 conn = await psycopg.AsyncConnection.connect(**listener_kwargs())
@@ -93,14 +98,26 @@ class Listener:
                         await conn.execute(sql.LISTEN.format(channel=channel))
                     self._connected.set()
                     backoff = 0.5
+                    if lost_at is not None:
+                        logger.warning(
+                            "autotask: LISTEN connection back after %.1f s", loop.time() - lost_at
+                        )
+                        lost_at = None
                     self._tell_everyone()
                     async for notify in conn.notifies():
                         self._dispatch(notify.channel, notify.payload)
             except Exception as exc:
-                # Whatever went wrong (network, settings, a bug), the listener must come back.
-                logger.warning(
-                    "autotask: LISTEN connection failed (%r); retry in %.1fs", exc, backoff
-                )
+                # Whatever went wrong (network, settings, a bug), the listener must come back;
+                # it says so once per outage, not at every try.
+                if lost_at is None:
+                    lost_at = loop.time()
+                    logger.warning(
+                        "autotask: LISTEN connection failed (%r); reconnecting with backoff "
+                        "(polling meanwhile)",
+                        exc,
+                    )
+                else:
+                    logger.debug("autotask: LISTEN reconnect failed (%r)", exc)
             finally:
                 self._connected.clear()
             await asyncio.sleep(backoff)

@@ -1,0 +1,79 @@
+"""The runtime's connections: sessions ended under the pool, poll-only mode, a direct DSN."""
+
+import asyncio
+import logging
+
+import pytest
+from django.db import connection
+
+from autotask import DONE, runtime
+from tests.app.tasks import add
+from tests.conftest import wait_until
+
+pytestmark = pytest.mark.usefixtures("transactional_db")
+
+
+def _backends(where: str) -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT application_name FROM pg_stat_activity "
+            f"WHERE datname = current_database() AND {where}"
+        )
+        return sorted(row[0] for row in cursor.fetchall())
+
+
+def _terminate(where: str) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            f"WHERE datname = current_database() AND {where}"
+        )
+        return int(cursor.fetchone()[0])
+
+
+def test_a_session_ended_under_the_pool_does_not_fail_the_next_caller(worker: None) -> None:
+    async def defer_many() -> list[int]:
+        return [(await add.defer(n, 1)).id for n in range(8)]
+
+    asyncio.run(defer_many())  # every pooled connection has been used
+    assert _terminate("application_name LIKE 'autotask pool%%'") >= 1
+    ids = asyncio.run(defer_many())  # each first use of a dead connection is sent again
+    assert len(ids) == 8
+    assert add(2, 2).wait(10).result == 4
+
+
+def test_poll_only_mode_runs_without_a_listening_connection(settings, start_worker) -> None:
+    settings.AUTOTASK_LISTEN = False
+    settings.AUTOTASK_HANDLE_TASK_IDLE_TIME = 0.3
+    start_worker()
+    handle = add(1, 2).wait(10)
+    assert (handle.status, handle.result) == (DONE, 3)
+    assert _backends("application_name LIKE 'autotask listener%%'") == []
+
+
+def test_the_listener_and_the_leader_use_the_direct_database(settings, start_worker) -> None:
+    settings.AUTOTASK_DIRECT_DATABASE = "direct"
+    start_worker()
+    wait_until(lambda: runtime.get().is_leader, timeout=10)
+    direct = _backends("application_name = 'autotask-direct-test'")
+    assert len(direct) == 2, direct  # the LISTEN connection and the leader's
+    assert _backends("application_name LIKE 'autotask listener%%'") == []
+    assert add(3, 3).wait(10).result == 6
+
+
+def test_a_listener_outage_is_logged_once_and_its_end_too(settings, start_worker, caplog) -> None:
+    settings.AUTOTASK_HANDLE_TASK_IDLE_TIME = 60
+    start_worker()
+    caplog.set_level(logging.DEBUG, logger="autotask")
+
+    def said(text: str) -> list[logging.LogRecord]:
+        return [r for r in caplog.records if text in r.getMessage()]
+
+    for outage in range(1, 4):  # three losses in a row, each followed by a reconnect
+        wait_until(lambda: _backends("application_name LIKE 'autotask listener%%'"), timeout=15)
+        assert _terminate("application_name LIKE 'autotask listener%%'") == 1
+        wait_until(lambda o=outage: len(said("LISTEN connection back after")) == o, timeout=15)
+    failed, back = said("LISTEN connection failed"), said("LISTEN connection back after")
+    assert len(failed) == len(back) == 3
+    assert all(r.levelno == logging.WARNING for r in failed + back)
+    assert add(1, 1).wait(20).result == 2
