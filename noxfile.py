@@ -42,6 +42,18 @@ def tests(session: nox.Session, django: str) -> None:
     session.run("python", PGSERVER, "--", "python", "-m", "pytest", *session.posargs)
 
 
+@nox.session(python="3.12")
+def chaos(session: nox.Session) -> None:
+    """The chaos test (tests/integration/test_chaos.py) against a throwaway PostgreSQL that it
+    restarts mid-run; AUTOTASK_CHAOS_RUNS sets its size (default 10,000)."""
+    session.install("-e", ".[test]", DJANGO_LATEST)
+    env = {"DATABASE_URL": ""}  # always the throwaway server: the test restarts it
+    session.run(
+        "python", PGSERVER, "--", "python", "-m", "pytest", "-m", "chaos", "-s",
+        "tests/integration/test_chaos.py", *session.posargs, env=env,
+    )  # fmt: skip
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff lint and format check."""

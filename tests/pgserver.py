@@ -175,7 +175,8 @@ def main(argv: list[str]) -> int:
             log(f"started {'' if where else 'throwaway '}PostgreSQL {version}{where} at {uri}")
             if received:
                 return 128 + received[0]
-            env = {**os.environ, "DATABASE_URL": uri}
+            # Where the server lives, for a test that restarts it (the chaos test).
+            env = {**os.environ, "DATABASE_URL": uri, "PGSERVER_PGDATA": str(pgdata)}
             try:
                 child = subprocess.Popen(command, env=env)
             except OSError as exc:

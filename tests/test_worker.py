@@ -312,3 +312,27 @@ def test_a_run_of_a_task_unknown_here_waits_for_the_grace_before_it_fails(
     assert handle.status == ERROR
     assert (handle.finished_at - handle.enqueued_at).total_seconds() >= 1.5
     assert "nor in any other that claimed it in the 1.5 s" in handle.error.message
+
+
+def test_runs_a_claim_took_before_its_answer_was_lost_are_put_back(
+    worker: None, monkeypatch
+) -> None:
+    """Fault injection on the runtime's own pool wrapper: one claim commits in PostgreSQL, then
+    its answer is lost as with a dropped connection. Its runs must not stay 'running' under a
+    worker that never started them."""
+    from autotask import sql
+    from autotask.runtime.database import Pool
+
+    lost = {"claims": 0}
+    real = Pool.fetchall
+
+    async def lossy(self, statement, params):
+        rows = await real(self, statement, params)
+        if statement == sql.RUN_CLAIM_MANY_ANY_QUEUE and rows and not lost["claims"]:
+            lost["claims"] += 1
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        return rows
+
+    monkeypatch.setattr(Pool, "fetchall", lossy)
+    handle = add(5, 6).wait(15)
+    assert (handle.status, handle.result, handle.attempts, lost["claims"]) == (DONE, 11, 1, 1)

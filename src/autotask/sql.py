@@ -185,6 +185,16 @@ WHERE id IN (
 )
 """
 
+# After a claim whose answer was lost (the connection died under it), the claim may still have
+# committed: this worker's running runs that its executor does not hold go back to waiting,
+# their attempt not counted, instead of staying 'running' under a live worker for ever.
+RUN_SET_WAITING_IF_RUNNING_ON_WORKER_EXCEPT = """
+UPDATE autotask_task
+SET status = 'waiting', attempts = greatest(attempts - 1, 0), worker_id = NULL,
+    started_at = NULL
+WHERE status = 'running' AND worker_id = %s AND NOT (id = ANY(%s::bigint[]))
+"""
+
 # --- workers: one row per running runtime ---
 
 WORKER_INSERT = """

@@ -246,3 +246,11 @@ def sync_oversleeps(key: str, seconds: float) -> str:
 @task
 def sync_until_stopped(key: str) -> str:
     return sync_oversleeps.call(key, 10.0)
+
+
+@task(retries=50, backoff=constant(0.2))
+def chaos_record(n: int) -> int:
+    """The chaos test's run: records its own execution (so executions can be counted)."""
+    from tests.app.models import Execution
+
+    return Execution.objects.create(key=str(n), pid=os.getpid()).pk

@@ -75,6 +75,10 @@ class Executor:
     def free_slots(self) -> int:
         return self._concurrency - len(self._running)
 
+    @property
+    def running_ids(self) -> list[int]:
+        return list(self._running)
+
     def on_slot_freed(self, callback: Callable[[], None]) -> Callable[[], None]:
         self._slot_freed.append(callback)
         return lambda: self._slot_freed.remove(callback)

@@ -53,6 +53,7 @@ class Worker:
         self._wake = asyncio.Event()
         self._full = False  # waiting for a free slot: only then does a freed slot wake it
         self._locked_pause = _LOCKED_PAUSE
+        self._claim_lost = False  # a claim failed: it may have committed all the same
         self._stopping = False
         self._serving: asyncio.Task[None] | None = None
         self._unsubscribe: list[Callable[[], None]] = []
@@ -95,6 +96,8 @@ class Worker:
                 self._full = False
                 continue
             try:
+                if self._claim_lost:
+                    await self._put_back_what_no_one_runs()
                 claimed = await self._claim(free)
                 if claimed:
                     self._locked_pause = _LOCKED_PAUSE
@@ -105,6 +108,7 @@ class Worker:
                 pause = await self._seconds_until_due()
             except psycopg.Error as exc:
                 logger.warning("autotask: claim failed (%s); retrying", exc)
+                self._claim_lost = True
                 pause = _ERROR_PAUSE
             except Exception:
                 # Never let the claim loop die quietly while the heartbeat says all is well.
@@ -112,6 +116,13 @@ class Worker:
                 pause = _ERROR_PAUSE
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), pause)
+
+    async def _put_back_what_no_one_runs(self) -> None:
+        statement = sql.RUN_SET_WAITING_IF_RUNNING_ON_WORKER_EXCEPT
+        count = await self._pool.execute(statement, [self.id, self._executor.running_ids])
+        self._claim_lost = False
+        if count:
+            logger.warning("autotask: put back %d run(s) a lost claim had taken", count)
 
     async def _claim(self, limit: int) -> list[ClaimedRun]:
         params: dict[str, Any] = {"limit": limit, "worker_id": self.id, "queues": self._queues}
