@@ -36,7 +36,14 @@ def test_a_session_ended_under_the_pool_does_not_fail_the_next_caller(worker: No
         return [(await add.defer(n, 1)).id for n in range(8)]
 
     asyncio.run(defer_many())  # every pooled connection has been used
-    assert _terminate("application_name LIKE 'autotask pool%%'") >= 1
+    pool = "application_name LIKE 'autotask pool%%'"
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT pid FROM pg_stat_activity WHERE {pool}")
+        pids = [row[0] for row in cursor.fetchall()]
+    assert pids and _terminate(pool) >= 1
+    # Ended, as after a failover: those backends are gone (pg_terminate_backend only signals).
+    gone = f"pid = ANY(ARRAY{pids})"
+    wait_until(lambda: not _backends(gone))
     ids = asyncio.run(defer_many())  # each first use of a dead connection is sent again
     assert len(ids) == 8
     assert add(2, 2).wait(10).result == 4

@@ -85,6 +85,7 @@ class Pool:
 
     def __init__(self) -> None:
         self._pool: AsyncConnectionPool | None = None
+        self._size = 1
         self._stopped = False
 
     async def start(self) -> None:
@@ -97,12 +98,13 @@ class Pool:
             await pool.close()
 
     async def _open(self) -> AsyncConnectionPool:
+        self._size = conf.get().pool_size
         pool = AsyncConnectionPool(
             # Autocommit saves the BEGIN and COMMIT round trips around each statement (about a
             # third of throughput): nothing the runtime sends needs a transaction of its own.
             kwargs={**connection_kwargs(), "autocommit": True},
             min_size=1,
-            max_size=conf.get().pool_size,
+            max_size=self._size,
             open=False,
             name="autotask",
             check=_still_open,
@@ -140,14 +142,17 @@ class Pool:
 
         A pooled connection whose session the server ended while it sat idle (a failover,
         ``pg_terminate_backend``) fails at its next use with the server's word that it ended it
-        (SQLSTATE 57P01-57P03): that statement never ran, so it is sent once more, on a fresh
+        (SQLSTATE 57P01-57P03): that statement never ran, so it is sent again, on another
         connection, instead of failing whoever sent it.
         """
-        try:
-            return await self._run_once(statement, params, read)
-        except psycopg.OperationalError as exc:
-            if (exc.sqlstate or "") not in _SESSION_ENDED:
-                raise
+        # Each ended session fails once and is dropped by the pool: at most every pooled
+        # connection can be such a one, so that many tries and one more.
+        for _ in range(self._size):
+            try:
+                return await self._run_once(statement, params, read)
+            except psycopg.OperationalError as exc:
+                if (exc.sqlstate or "") not in _SESSION_ENDED:
+                    raise
         return await self._run_once(statement, params, read)
 
     async def _run_once(
