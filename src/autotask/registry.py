@@ -31,10 +31,6 @@ def get(name: str) -> Task[..., Any] | None:
     return _tasks.get(name)
 
 
-def names() -> list[str]:
-    return sorted(_tasks)
-
-
 def tasks() -> list[Task[..., Any]]:
     return list(_tasks.values())
 
