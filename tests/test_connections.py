@@ -2,13 +2,16 @@
 
 import asyncio
 import logging
+import threading
+import time
 
+import psycopg
 import pytest
 from django.db import connection
 
-from autotask import DONE, runtime
-from tests.app.tasks import add
-from tests.conftest import wait_until
+from autotask import DONE, RUNNING, WAITING, runtime, store
+from tests.app.tasks import add, slow
+from tests.conftest import database_conninfo, wait_until
 
 pytestmark = pytest.mark.usefixtures("transactional_db")
 
@@ -84,3 +87,64 @@ def test_a_listener_outage_is_logged_once_and_its_end_too(settings, start_worker
     assert len(failed) == len(back) == 3
     assert all(r.levelno == logging.WARNING for r in failed + back)
     assert add(1, 1).wait(20).result == 2
+
+
+def _stop_in_background(timeout: float) -> threading.Thread:
+    stopping = threading.Thread(target=runtime.stop, kwargs={"timeout": timeout}, daemon=True)
+    stopping.start()
+    return stopping
+
+
+def test_shutdown_is_not_held_up_by_a_locked_table_and_loses_nothing(
+    settings, start_worker
+) -> None:
+    """A migration holding the task table during a deploy: stop() ends in about its timeout
+    (not when the lock goes), and the run it could not put back is rescued afterwards."""
+    settings.AUTOTASK_WORKER_TIMEOUT = 1
+    settings.AUTOTASK_WORKER_MONITOR_INTERVALL = 0.2
+    start_worker()
+    handle = slow(30)
+    wait_until(lambda: handle.status == RUNNING)
+    with psycopg.connect(database_conninfo()) as locker:
+        locker.execute("LOCK TABLE autotask_task IN ACCESS EXCLUSIVE MODE")
+        stopping = _stop_in_background(timeout=1)
+        stopping.join(timeout=12)
+        assert not stopping.is_alive(), "stop() waited on the lock"
+        [(workers,)] = locker.execute("SELECT count(*) FROM autotask_worker").fetchall()
+        assert workers == 0  # its row went, so the leader can tell its runs were abandoned
+    assert store.fetch_run(handle.id).status == RUNNING  # the put-back could not be written
+    runtime.start()  # the next process (here, this one again) leads and rescues it
+    wait_until(lambda: store.fetch_run(handle.id).status != RUNNING, timeout=20)
+    error = store.fetch_run(handle.id).error  # its one attempt was spent: ERROR, and why
+    assert error is not None and error.exception_class_path == "autotask.exceptions.WorkerLost"
+
+
+def test_shutdown_puts_runs_back_while_pooled_sessions_keep_being_ended(start_worker) -> None:
+    """The pool's sessions ended again and again for most of a second as the stop begins (a
+    flapping failover): the put-back and the worker row's removal are tried again, on fresh
+    connections, until written, and the stop still ends in about its time."""
+    start_worker()
+    handle = slow(30)
+    wait_until(lambda: handle.status == RUNNING)
+
+    def kill_for_a_second() -> None:
+        with psycopg.connect(database_conninfo(), autocommit=True) as killer:
+            until = time.monotonic() + 0.8
+            while time.monotonic() < until:
+                killer.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name LIKE 'autotask pool%%'"
+                )
+                time.sleep(0.01)
+
+    killer = threading.Thread(target=kill_for_a_second, daemon=True)
+    killer.start()
+    stopping = _stop_in_background(timeout=0.2)
+    stopping.join(timeout=6)  # not the pool's seconds of reconnect backoff on top
+    killer.join()
+    assert not stopping.is_alive()
+    run = store.fetch_run(handle.id)
+    assert (run.status, run.attempts) == (WAITING, 0)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM autotask_worker")
+        assert cursor.fetchone()[0] == 0

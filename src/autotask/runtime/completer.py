@@ -22,6 +22,7 @@ from .. import sql
 from . import runs
 from .database import Pool, is_transient
 from .runs import Outcome
+from .service import time_left
 
 logger = logging.getLogger("autotask")
 
@@ -35,6 +36,7 @@ class Completer:
         self._pool = pool
         self._worker_id = worker_id
         self._pending: list[tuple[Outcome, asyncio.Future[None]]] = []
+        self._writing: list[tuple[Outcome, asyncio.Future[None]]] = []  # in the write in flight
         self._writer: asyncio.Task[None] | None = None
         self._deadline: float | None = None  # set at stop: retries end then
 
@@ -48,8 +50,18 @@ class Completer:
         (the heartbeat's stop cannot put it back either, then) and is rescued later.
         """
         self._deadline = deadline
-        if self._writer is not None:
+        if self._writer is None:
+            return
+        ended, _ = await asyncio.wait({self._writer}, timeout=time_left(deadline))
+        if not ended:  # a write waiting on a lock: cancelled, so it never lands
+            unwritten = [o.run_id for o, _ in self._writing + self._pending]
+            self._writer.cancel()
             await asyncio.gather(self._writer, return_exceptions=True)
+            logger.error(
+                "autotask: gave up finishing runs %s at shutdown (the write waited too long); "
+                "they stay 'running'",
+                unwritten,
+            )
 
     async def finish(self, outcome: Outcome) -> None:
         """Hand in an outcome; returns once it is written (or given up on, and logged)."""
@@ -61,14 +73,17 @@ class Completer:
 
     async def _write_pending(self) -> None:
         while self._pending:
-            batch, self._pending = self._pending, []
+            self._writing, self._pending = self._pending, []
             try:
-                await self._write([outcome for outcome, _ in batch])
+                await self._write([outcome for outcome, _ in self._writing])
             except Exception:
-                logger.exception("autotask: could not finish runs %s", [o.run_id for o, _ in batch])
-            for _, written in batch:
-                if not written.done():
-                    written.set_result(None)
+                ids = [o.run_id for o, _ in self._writing]
+                logger.exception("autotask: could not finish runs %s", ids)
+            finally:
+                for _, written in self._writing:
+                    if not written.done():
+                        written.set_result(None)
+                self._writing = []
 
     async def _write(self, outcomes: Sequence[Outcome], *, last_resort: bool = False) -> None:
         try:

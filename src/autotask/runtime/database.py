@@ -7,9 +7,13 @@ the runtime's loop and nowhere else; other loops borrow it through ``Runtime.fet
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import math
 import os
 import select
 import socket
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -19,6 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from .. import conf
 from ..exceptions import RuntimeStopped
+from .service import time_left
 
 # Django puts objects in its parameters that only its own connection wrapper can use.
 _DJANGO_ONLY = ("cursor_factory", "context")
@@ -29,6 +34,11 @@ _TRANSIENT_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "40001", "40P01", "
 
 Params = Sequence[Any] | Mapping[str, Any]
 T = TypeVar("T")
+
+# A statement sent while stopping: how long its first try on the pool may take (waiting for a
+# connection included), and the pause between tries.
+_STOP_POOL_TRY = 1.0
+_STOP_RETRY_PAUSE = 0.2
 
 # The server ended the session (admin shutdown, crash shutdown, cannot connect now).
 _SESSION_ENDED = frozenset({"57P01", "57P02", "57P03"})
@@ -75,6 +85,29 @@ def is_transient(exc: psycopg.Error) -> bool:
     return exc.sqlstate.startswith("08") or exc.sqlstate in _TRANSIENT_SQLSTATES
 
 
+class _ReconnectWarnings(logging.Filter):
+    """psycopg's pool warns at every failed reconnect (several a second as an outage begins);
+    of those about autotask's pool, one a minute says enough."""
+
+    every = 60.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last = -math.inf
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.getMessage().startswith("error connecting in 'autotask'"):
+            return True
+        now = time.monotonic()
+        if now - self._last < self.every:
+            return False
+        self._last = now
+        return True
+
+
+_RECONNECT_WARNINGS = _ReconnectWarnings()
+
+
 class Pool:
     """The runtime's psycopg async pool, as a service; every statement stands alone.
 
@@ -89,6 +122,7 @@ class Pool:
         self._stopped = False
 
     async def start(self) -> None:
+        logging.getLogger("psycopg.pool").addFilter(_RECONNECT_WARNINGS)  # added once
         await self._open()
 
     async def stop(self, deadline: float) -> None:
@@ -132,6 +166,29 @@ class Pool:
         """One statement; the number of rows it touched."""
         return await self._run(statement, params, _count)
 
+    async def execute_by(self, deadline: float, statement: str, params: Params) -> int:
+        """For a stop: ``execute``, sent again on connection trouble until ``deadline`` (a
+        ``loop.time()``; at least ``STOP_GRACE`` from now), and cut off then even if the server
+        is still waiting on a lock, so that shutdown ends in about the time it was given.
+
+        Tried first on the pool, then each time on a connection of its own: after a failover
+        the pool may wait seconds before it connects again. Only for statements that may be
+        sent twice (one cut off may have been written).
+        """
+        loop = asyncio.get_running_loop()
+        cutoff = loop.time() + time_left(deadline)
+        attempt, bound = self.execute(statement, params), _STOP_POOL_TRY
+        while True:
+            try:
+                return await asyncio.wait_for(attempt, min(bound, cutoff - loop.time()))
+            except (psycopg.Error, TimeoutError) as exc:
+                if isinstance(exc, psycopg.Error) and not is_transient(exc):
+                    raise
+                if loop.time() + _STOP_RETRY_PAUSE >= cutoff:
+                    raise
+            await asyncio.sleep(_STOP_RETRY_PAUSE)
+            attempt, bound = _execute_alone(statement, params), cutoff
+
     async def _run(
         self,
         statement: str,
@@ -163,6 +220,12 @@ class Pool:
     ) -> T:
         async with (await self._ready()).connection() as conn:
             return await read(await conn.execute(statement, params))
+
+
+async def _execute_alone(statement: str, params: Params) -> int:
+    kwargs = {**connection_kwargs(), "autocommit": True}
+    async with await psycopg.AsyncConnection.connect(**kwargs) as conn:
+        return (await conn.execute(statement, params)).rowcount
 
 
 async def _still_open(conn: psycopg.AsyncConnection[Any]) -> None:

@@ -3,7 +3,8 @@
 Starting inserts the row (the first service of a worker: no run is claimed under an id nobody
 can see); running refreshes ``heartbeat_at`` every ``AUTOTASK_WORKER_MONITOR_INTERVALL``
 seconds, which is how the others know this process is alive; stopping (the last) puts back to
-waiting whatever this worker still holds and deletes the row.
+waiting whatever this worker still holds and deletes the row, trying again through connection
+trouble until the shutdown's deadline.
 """
 
 from __future__ import annotations
@@ -56,13 +57,20 @@ class Heartbeat:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._beating
         try:
-            requeued = await self._pool.execute(
-                sql.RUN_SET_WAITING_IF_RUNNING_ON_WORKER, [self._worker_id]
+            requeued = await self._pool.execute_by(
+                deadline, sql.RUN_SET_WAITING_IF_RUNNING_ON_WORKER, [self._worker_id]
             )
             if requeued:
                 logger.warning("autotask: put %d unfinished run(s) back to waiting", requeued)
+        except (psycopg.Error, TimeoutError) as exc:
+            logger.error(
+                "autotask: could not put back the runs of worker %s at shutdown (%r); the "
+                "leader rescues them once this worker is missed",
+                self._worker_id,
+                exc,
+            )
         finally:
-            await self._pool.execute(sql.WORKER_DELETE, [self._worker_id])
+            await self._pool.execute_by(deadline, sql.WORKER_DELETE, [self._worker_id])
 
     async def _join(self) -> None:
         queues = json.dumps(list(self._queues) if self._queues is not None else None)

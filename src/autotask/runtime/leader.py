@@ -25,7 +25,7 @@ import psycopg
 
 from .. import sql
 from .database import Pool, dedicated_kwargs
-from .service import Service, start_all, stop_all
+from .service import Service, start_all, stop_all, time_left
 
 logger = logging.getLogger("autotask")
 
@@ -60,23 +60,33 @@ class Elector:
         self._stopping.set()
         if self._campaign is None:
             return
-        remaining = max(deadline - asyncio.get_running_loop().time(), 2.0)
         try:
-            await asyncio.wait_for(asyncio.shield(self._campaign), remaining)
+            await asyncio.wait_for(asyncio.shield(self._campaign), time_left(deadline))
         except TimeoutError:
             self._campaign.cancel()
             await asyncio.gather(self._campaign, return_exceptions=True)
 
     async def _run(self) -> None:
+        failing = False  # through an outage it says so once, not every few seconds
         while not self._stopping.is_set():
             try:
                 conn = await psycopg.AsyncConnection.connect(**dedicated_kwargs("leader"))
                 async with conn:
+                    failing = False
                     with contextlib.suppress(psycopg.Error):  # a pooler may refuse them
                         await conn.execute(sql.SESSION_KEEPALIVES)
                     await self._campaign_on(conn)
             except (psycopg.Error, TimeoutError) as exc:
-                logger.warning("autotask: leader election connection failed (%r)", exc)
+                if failing:
+                    logger.debug("autotask: leader election connection failed (%r)", exc)
+                else:
+                    logger.warning(
+                        "autotask: leader election connection failed (%r); trying again every "
+                        "%.0f s",
+                        exc,
+                        self._retry,
+                    )
+                failing = True
             except Exception:
                 logger.exception("autotask: leader election failed")
             await self._pause()

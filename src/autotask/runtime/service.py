@@ -16,6 +16,16 @@ from typing import Protocol
 
 logger = logging.getLogger("autotask")
 
+# What a step of a stop gets at least, even past the deadline: writing what has finished matters
+# more than the deadline, but waiting without bound (on a table a migration has locked, on a
+# server that went away) does not.
+STOP_GRACE = 2.0
+
+
+def time_left(deadline: float, *, least: float = STOP_GRACE) -> float:
+    """Seconds until ``deadline`` (a ``loop.time()``), but never less than ``least``."""
+    return max(deadline - asyncio.get_running_loop().time(), least)
+
 
 class Service(Protocol):
     async def start(self) -> None: ...
@@ -69,9 +79,8 @@ class Periodic:
         self._stopping.set()
         if self._looping is None:
             return
-        remaining = max(deadline - asyncio.get_running_loop().time(), 1.0)
         try:
-            await asyncio.wait_for(asyncio.shield(self._looping), remaining)
+            await asyncio.wait_for(asyncio.shield(self._looping), time_left(deadline))
         except TimeoutError:
             self._looping.cancel()
             await asyncio.gather(self._looping, return_exceptions=True)

@@ -21,6 +21,7 @@ from .database import Pool
 from .executor import Executor
 from .listener import Listener
 from .runs import ClaimedRun
+from .service import time_left
 
 logger = logging.getLogger("autotask")
 
@@ -67,13 +68,19 @@ class Worker:
         logger.info("autotask: worker %s serving %s", self.id, self._queues or "every queue")
 
     async def stop(self, deadline: float) -> None:
-        """Stop claiming. Not cancelled: a claim cut off mid-statement could commit runs nobody
-        starts, so an in-flight claim is waited for (and what it claimed is started)."""
+        """Stop claiming. An in-flight claim is waited for (what it claimed is started), but
+        not without bound: one waiting on a locked table is cancelled. If it committed all the
+        same, the heartbeat's stop puts back what it took."""
         self._stopping = True
         self._wake.set()
         for unsubscribe in self._unsubscribe:
             unsubscribe()
-        if self._serving is not None:
+        if self._serving is None:
+            return
+        ended, _ = await asyncio.wait({self._serving}, timeout=time_left(deadline))
+        if not ended:
+            logger.warning("autotask: a claim was still waiting at shutdown; cancelled")
+            self._serving.cancel()
             await asyncio.gather(self._serving, return_exceptions=True)
 
     def _on_slot_freed(self) -> None:
