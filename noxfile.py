@@ -37,8 +37,10 @@ PGSERVER = "tests/pgserver.py"
     ],
 )
 def tests(session: nox.Session, django: str) -> None:
-    """Test suite against PostgreSQL, once per supported Django."""
-    session.install("-e", ".[test]", django)
+    """Test suite against PostgreSQL, once per supported Django (5.2 with the django-tasks
+    backport for the django.tasks backend)."""
+    extras = "test,django-tasks" if django.startswith("django~=5.") else "test"
+    session.install("-e", f".[{extras}]", django)
     session.run("python", PGSERVER, "--", "python", "-m", "pytest", *session.posargs)
 
 

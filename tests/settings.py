@@ -41,6 +41,14 @@ INSTALLED_APPS = [
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 ROOT_URLCONF = "tests.urls"
 AUTOTASK_WORKERS = 4
+# django.tasks (Django 6.x; the django-tasks backport on 5.2) through autotask.
+TASKS = {
+    "default": {
+        "BACKEND": "autotask.backend.AutotaskBackend",
+        "QUEUES": ["default", "queue-1", "queue-2"],
+    },
+    "any-queue": {"BACKEND": "autotask.backend.AutotaskBackend", "QUEUES": []},
+}
 AUTOTASK_HANDLE_TASK_IDLE_TIME = 2.0
 AUTOTASK_RETRY_DELAY = 0.2
 

@@ -149,3 +149,14 @@ def test_a_sync_task_past_its_timeout_ends_in_error_and_holds_its_slot(
 def test_current_is_only_for_running_tasks() -> None:
     with pytest.raises(RuntimeError, match="only available inside a task"):
         autotask.current()
+
+
+def test_adeschedule_cancels_the_same_runs_from_async_code(worker: None) -> None:
+    doomed = [add.using(delay=60)(5, 6) for _ in range(2)]
+    spared = add.using(delay=60)(6, 5)
+    assert asyncio.run(autotask.adeschedule(add, 5, 6)) == 2
+    assert asyncio.run(autotask.adeschedule("tests.app.tasks.add", 5, 6)) == 0
+    assert {TaskRun.objects.get(pk=h.id).status for h in doomed} == {"cancelled"}
+    assert TaskRun.objects.get(pk=spared.id).status == "waiting"
+    with pytest.raises(autotask.TaskNotRegistered):
+        asyncio.run(autotask.adeschedule("tests.app.tasks.nothing_by_this_name"))

@@ -40,6 +40,7 @@ from .task import (
 )
 from .tasks import (
     Task,
+    adeschedule,
     aenqueue,
     cron_task,
     delayed_task,
@@ -73,6 +74,7 @@ __all__ = [
     "TaskTimeout",
     "TooManyPostpones",
     "WorkerLost",
+    "adeschedule",
     "aenqueue",
     "apause_schedule",
     "aresume_schedule",

@@ -34,6 +34,12 @@ class TaskRun(models.Model):
         null=True, blank=True, help_text="Finished runs may be pruned after this time."
     )
     worker_id = models.UUIDField(null=True, blank=True)
+    worker_ids = models.JSONField(
+        default=list,
+        db_default=[],
+        blank=True,
+        help_text="The worker of each attempt, in order (django.tasks' worker_ids).",
+    )
     result = models.JSONField(null=True, blank=True)
     error = models.JSONField(null=True, blank=True, help_text="The last failed attempt's error.")
     errors = models.JSONField(

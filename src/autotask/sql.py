@@ -10,7 +10,8 @@ overwritten by it. The schema (tables, indexes, triggers) lives in ``migrations/
 
 RUN_COLUMNS = (
     "id, name, queue, status, priority, attempts, max_attempts, run_at, enqueued_at,"
-    " started_at, finished_at, result::text, error::text, errors::text, postpones"
+    " started_at, finished_at, result::text, error::text, errors::text, postpones,"
+    " worker_ids::text"
 )
 
 # A run with a unique_key that a waiting or running run already has is not inserted: the
@@ -22,13 +23,16 @@ DO UPDATE SET unique_key = EXCLUDED.unique_key
 """
 
 # Returns the enqueuing transaction too, to tell a caller waiting on a run nobody can see yet.
+# run_at counts from statement_timestamp(), as enqueued_at's default does (Django's Now()), so
+# a run enqueued without a delay has run_at = enqueued_at, even late in a long transaction.
 # Without a unique_key (most runs) there is no ON CONFLICT: its speculative insertion costs
 # about a sixth of the enqueue rate.
 _RUN_INSERT = """
 INSERT INTO autotask_task
     (name, queue, args, kwargs, priority, max_attempts, run_at, status, unique_key)
 VALUES (%s, %s, %s::jsonb, %s::jsonb, %s, %s,
-        COALESCE(%s::timestamptz, now() + %s * interval '1 second'), 'waiting', %s)
+        COALESCE(%s::timestamptz, statement_timestamp() + %s * interval '1 second'),
+        'waiting', %s)
 """
 RUN_INSERT = f"{_RUN_INSERT} RETURNING {RUN_COLUMNS}, txid_current()"
 RUN_INSERT_UNIQUE = f"{_RUN_INSERT} {_RUN_UNIQUE} RETURNING {RUN_COLUMNS}, txid_current()"
@@ -40,7 +44,8 @@ RUN_INSERT_MANY = f"""
 INSERT INTO autotask_task
     (name, queue, args, kwargs, priority, max_attempts, run_at, status, unique_key)
 SELECT r.name, r.queue, r.args::jsonb, r.kwargs::jsonb, r.priority, r.max_attempts,
-       COALESCE(r.run_at, now() + r.delay * interval '1 second'), 'waiting', r.unique_key
+       COALESCE(r.run_at, statement_timestamp() + r.delay * interval '1 second'), 'waiting',
+       r.unique_key
 FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::int[], %s::int[],
             %s::timestamptz[], %s::float8[], %s::text[])
      WITH ORDINALITY
@@ -51,6 +56,10 @@ RETURNING {RUN_COLUMNS}, unique_key
 """
 
 RUN_SELECT = f"SELECT {RUN_COLUMNS} FROM autotask_task WHERE id = %s"
+# With the call's arguments (django.tasks' TaskResult has them).
+RUN_SELECT_WITH_CALL = (
+    f"SELECT {RUN_COLUMNS}, args::text, kwargs::text FROM autotask_task WHERE id = %s"
+)
 
 # Cancel: a waiting run never runs; a running one is asked to stop (its runtime listens on
 # autotask_cancel and ends it CANCELLED); a finished one stays as it is.
@@ -71,6 +80,7 @@ RUN_SET_CANCELLED_IF_WAITING_MATCHING = """
 UPDATE autotask_task
 SET status = 'cancelled', finished_at = now(), expires_at = now() + %s * interval '1 second'
 WHERE name = %s AND args = %s::jsonb AND kwargs = %s::jsonb AND status = 'waiting'
+RETURNING id
 """
 
 TRANSACTION_CURRENT = "SELECT txid_current_if_assigned()"
@@ -90,6 +100,7 @@ WITH claimed AS MATERIALIZED (
 )
 UPDATE autotask_task AS t
 SET status = 'running', attempts = t.attempts + 1, worker_id = %(worker_id)s,
+    worker_ids = t.worker_ids || to_jsonb(%(worker_id)s::text),
     started_at = now(), finished_at = NULL
 FROM claimed
 WHERE t.id = claimed.id

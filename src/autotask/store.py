@@ -72,11 +72,12 @@ class RunRecord:
     error: TaskError | None
     errors: list[TaskError]  # one per failed attempt, in order
     postpones: int
+    worker_ids: list[str]  # the worker of each attempt, in order
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> RunRecord:
         (id_, name, queue, status, priority, attempts, max_attempts, run_at, enqueued_at) = row[:9]
-        started_at, finished_at, result, error, errors, postpones = row[9:15]
+        started_at, finished_at, result, error, errors, postpones, worker_ids = row[9:16]
         return cls(
             id=id_,
             name=name,
@@ -93,6 +94,7 @@ class RunRecord:
             error=TaskError.from_json(None if error is None else json.loads(error)),
             errors=[e for e in map(TaskError.from_json, json.loads(errors or "[]")) if e],
             postpones=postpones,
+            worker_ids=json.loads(worker_ids or "[]"),
         )
 
 
@@ -230,6 +232,23 @@ async def afetch_run(run_id: int) -> RunRecord:
     return RunRecord.from_row(row)
 
 
+def fetch_run_call(run_id: int) -> tuple[RunRecord, list[Any], dict[str, Any]]:
+    """The run and the arguments it was enqueued with; RunDoesNotExist if there is none."""
+    return _with_call(run_id, _fetchone(sql.RUN_SELECT_WITH_CALL, [run_id]))
+
+
+async def afetch_run_call(run_id: int) -> tuple[RunRecord, list[Any], dict[str, Any]]:
+    return _with_call(run_id, await _afetchone(sql.RUN_SELECT_WITH_CALL, [run_id]))
+
+
+def _with_call(
+    run_id: int, row: Sequence[Any] | None
+) -> tuple[RunRecord, list[Any], dict[str, Any]]:
+    if row is None:
+        raise _missing(run_id)
+    return RunRecord.from_row(row), json.loads(row[-2]), json.loads(row[-1])
+
+
 def cancel_run(run_id: int, ttl: float) -> tuple[RunRecord | None, bool]:
     """Cancel a run: (its record, True) if it was waiting and is now CANCELLED; (None, True)
     if it was running and its runtime was asked to stop it; (None, False) if it had finished
@@ -252,6 +271,11 @@ def cancel_waiting_runs(name: str, args: str, kwargs: str, ttl: float) -> int:
     with _tables_required(), _connection().cursor() as cursor:
         cursor.execute(sql.RUN_SET_CANCELLED_IF_WAITING_MATCHING, [ttl, name, args, kwargs])
         return int(cursor.rowcount)
+
+
+async def acancel_waiting_runs(name: str, args: str, kwargs: str, ttl: float) -> int:
+    rows = await _afetchall(sql.RUN_SET_CANCELLED_IF_WAITING_MATCHING, [ttl, name, args, kwargs])
+    return len(rows)
 
 
 def in_atomic_block() -> bool:

@@ -167,13 +167,15 @@ def _name_of(func: Callable[..., Any]) -> str:
     return f"{func.__module__}.{func.__qualname__}"
 
 
-def _schedule(
+def schedule_for(
     *,
-    every: float | timedelta | None,
-    cron: str | None,
-    tz: str | ZoneInfo | None,
-    start_now: bool,
+    every: float | timedelta | None = None,
+    cron: str | None = None,
+    tz: str | ZoneInfo | None = None,
+    start_now: bool = False,
 ) -> Schedule | None:
+    """The schedule of ``every=`` or ``cron=`` options (None for neither); also for the
+    ``django.tasks`` backend's tasks."""
     if every is not None and cron is not None:
         raise InvalidTaskOptions("Give either every or cron, not both.")
     if tz is not None and cron is None:
@@ -266,7 +268,7 @@ def task(
         timeout=timeout,
         ttl=ttl,
         delay=options.seconds(delay, "delay"),
-        schedule=_schedule(every=every, cron=cron, tz=tz, start_now=start_now),
+        schedule=schedule_for(every=every, cron=cron, tz=tz, start_now=start_now),
     )
     if func is not None:
         return decorate(func)
@@ -298,10 +300,23 @@ async def aenqueue(name: str, /, *args: Any, **kwargs: Any) -> AsyncTaskHandle:
 
 def deschedule(task: Task[..., Any] | str, /, *args: Any, **kwargs: Any) -> int:
     """Cancel every waiting run of ``task`` (or its name) with exactly these arguments; how many
-    were cancelled. Running and finished runs are left as they are."""
-    found = _registered(task) if isinstance(task, str) else task
-    args_json, kwargs_json = serialize.dump_call(found.name, args, kwargs)
+    were cancelled. Running and finished runs are left as they are. Joins the caller's
+    transaction, as enqueueing does."""
+    found, args_json, kwargs_json = _matching(task, args, kwargs)
     return store.cancel_waiting_runs(found.name, args_json, kwargs_json, float(found.ttl))
+
+
+async def adeschedule(task: Task[..., Any] | str, /, *args: Any, **kwargs: Any) -> int:
+    """``deschedule`` for async code, through the runtime's pool (in no transaction)."""
+    found, args_json, kwargs_json = _matching(task, args, kwargs)
+    return await store.acancel_waiting_runs(found.name, args_json, kwargs_json, float(found.ttl))
+
+
+def _matching(
+    task: Task[..., Any] | str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[Task[..., Any], str, str]:
+    found = _registered(task) if isinstance(task, str) else task
+    return (found, *serialize.dump_call(found.name, args, kwargs))
 
 
 # --- the original autotask's decorators: same names, arguments and defaults ---

@@ -248,9 +248,10 @@ def sync_until_stopped(key: str) -> str:
     return sync_oversleeps.call(key, 10.0)
 
 
-@task(retries=50, backoff=constant(0.2))
+@task(retries=50, backoff=constant(0.2), ttl=86400)
 def chaos_record(n: int) -> int:
-    """The chaos test's run: records its own execution (so executions can be counted)."""
+    """The chaos test's run: records its own execution (so executions can be counted). Kept a
+    day: the full-size run outlasts the default ttl, and pruned rows could not be checked."""
     from tests.app.models import Execution
 
     return Execution.objects.create(key=str(n), pid=os.getpid()).pk

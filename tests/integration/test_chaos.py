@@ -31,9 +31,14 @@ from tests.conftest import database_conninfo
 from tests.integration import postgresql
 from tests.integration.processes import start_worker_process, stop
 
-pytestmark = [pytest.mark.chaos, pytest.mark.django_db(transaction=True)]
-
 RUNS = int(os.environ.get("AUTOTASK_CHAOS_RUNS", "100000"))
+SECONDS = 60 + RUNS * 0.02  # for the runs to end: about four times what they take here
+
+pytestmark = [
+    pytest.mark.chaos,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.timeout(SECONDS + 120),  # and for enqueueing and the checks
+]
 PROCESSES = 4
 ENV = {
     "AUTOTASK_WORKERS": "4",
@@ -109,7 +114,7 @@ def test_nothing_is_lost_and_only_killed_runs_run_twice(tmp_path: Path) -> None:
     listener_killed = restart_due = False
     restarted_postgresql = False
     started = time.monotonic()
-    deadline = started + 60 + RUNS * 0.02  # about four times what it takes here
+    deadline = started + SECONDS
     try:
         while (left := _unfinished()) and time.monotonic() < deadline:
             time.sleep(random.uniform(1.5, 3.0))

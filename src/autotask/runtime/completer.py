@@ -26,6 +26,9 @@ from .service import time_left
 
 logger = logging.getLogger("autotask")
 
+# A result this long (characters of JSON) is written in a statement of its own.
+_LARGE = 1_000_000
+
 # Pauses between retries of a write through an outage: 1, 2, 3... seconds, then 10 at most.
 _RETRY_PAUSE = 1.0
 _MAX_RETRY_PAUSE = 10.0
@@ -38,6 +41,7 @@ class Completer:
         self._pending: list[tuple[Outcome, asyncio.Future[None]]] = []
         self._writing: list[tuple[Outcome, asyncio.Future[None]]] = []  # in the write in flight
         self._writer: asyncio.Task[None] | None = None
+        self._alone: set[asyncio.Task[None]] = set()  # writes of large results
         self._deadline: float | None = None  # set at stop: retries end then
 
     async def start(self) -> None:
@@ -50,21 +54,31 @@ class Completer:
         (the heartbeat's stop cannot put it back either, then) and is rescued later.
         """
         self._deadline = deadline
-        if self._writer is None:
+        writes = set(self._alone) | ({self._writer} if self._writer is not None else set())
+        if not writes:
             return
-        ended, _ = await asyncio.wait({self._writer}, timeout=time_left(deadline))
-        if not ended:  # a write waiting on a lock: cancelled, so it never lands
+        _, late = await asyncio.wait(writes, timeout=time_left(deadline))
+        if late:  # waiting on a lock, say: cancelled, so they never land
             unwritten = [o.run_id for o, _ in self._writing + self._pending]
-            self._writer.cancel()
-            await asyncio.gather(self._writer, return_exceptions=True)
+            for write in late:
+                write.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
             logger.error(
                 "autotask: gave up finishing runs %s at shutdown (the write waited too long); "
                 "they stay 'running'",
-                unwritten,
+                unwritten or "of large results",
             )
 
     async def finish(self, outcome: Outcome) -> None:
         """Hand in an outcome; returns once it is written (or given up on, and logged)."""
+        if len(outcome.result or "") > _LARGE:
+            # Seconds for PostgreSQL to take in: written on its own, beside the batches,
+            # so that it holds up no other run's finish.
+            alone = asyncio.create_task(self._write_alone(outcome), name="autotask completer")
+            self._alone.add(alone)
+            alone.add_done_callback(self._alone.discard)
+            await asyncio.shield(alone)  # a cancelled run task does not cut its write off
+            return
         written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((outcome, written))
         if self._writer is None or self._writer.done():
@@ -84,6 +98,12 @@ class Completer:
                     if not written.done():
                         written.set_result(None)
                 self._writing = []
+
+    async def _write_alone(self, outcome: Outcome) -> None:
+        try:
+            await self._write([outcome])
+        except Exception:
+            logger.exception("autotask: could not finish run %s", outcome.run_id)
 
     async def _write(self, outcomes: Sequence[Outcome], *, last_resort: bool = False) -> None:
         try:

@@ -191,11 +191,12 @@ class Executor:
         try:
             if task.is_async:
                 value = await _within(timeout, _call_async(task, args, kwargs, context))
+                result = serialize.dump_result(task.name, value)
             else:
-                value = await self._call_in_thread(run, task, args, kwargs, context, timeout)
+                result = await self._call_in_thread(run, task, args, kwargs, context, timeout)
             if run.id in self._cancel_requested:
                 return runs.cancelled(run, task)
-            return runs.done(run, task, serialize.dump_result(task.name, value))
+            return runs.done(run, task, result)
         except Postpone as postpone:
             return runs.postponed(run, task, postpone)
         except _TimedOut:
@@ -225,9 +226,10 @@ class Executor:
         kwargs: dict[str, Any],
         context: RunContext,
         timeout: float | None,
-    ) -> Any:
-        """A plain function in one of the threads. Past its timeout the run ends (TimedOut)
-        while the thread runs on, told to stop; its slot stays taken until the thread ends."""
+    ) -> str:
+        """A plain function in one of the threads, and its result as JSON text. Past its
+        timeout the run ends (TimedOut) while the thread runs on, told to stop; its slot stays
+        taken until the thread ends."""
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self._threads, _call_sync, task, args, kwargs, context)
         if timeout is None:
@@ -304,12 +306,13 @@ class DaemonThreadPool(concurrent.futures.Executor):
 
 def _call_sync(
     task: Task[..., Any], args: list[Any], kwargs: dict[str, Any], context: RunContext
-) -> Any:
-    """Run a plain task in a worker thread, as Django runs a request: connections checked around."""
+) -> str:
+    """Run a plain task in a worker thread, as Django runs a request: connections checked around.
+    Its result is encoded here too, not on the loop, which a large one would hold up."""
     token = enter(context)
     close_old_connections()
     try:
-        return task.func(*args, **kwargs)
+        return serialize.dump_result(task.name, task.func(*args, **kwargs))
     finally:
         close_old_connections()
         leave(token)
