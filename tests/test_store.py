@@ -8,10 +8,12 @@ import psycopg
 import pytest
 from django.db import transaction
 
-from autotask import WAITING, RunDoesNotExist, store
+from autotask import DONE, ERROR, WAITING, RunDoesNotExist, store
 from autotask.models import TaskRun
 from autotask.runtime.database import listener_kwargs
 from autotask.store import NewRun
+from tests.app.tasks import add, fail
+from tests.conftest import wait_until
 
 pytestmark = pytest.mark.usefixtures("transactional_db")
 
@@ -80,3 +82,22 @@ def test_a_missing_run_is_run_does_not_exist_a_lookup_error() -> None:
         store.fetch_run(0)
     with pytest.raises(LookupError):
         asyncio.run(store.afetch_run(0))
+
+
+def test_retry_and_run_now_change_only_runs_in_the_state_they_name(
+    settings, start_worker
+) -> None:
+    settings.AUTOTASK_HANDLE_TASK_IDLE_TIME = 60  # only a NOTIFY wakes the worker in time
+    start_worker()
+    failed = fail("boom").wait(10)
+    done = add(1, 1).wait(10)
+    later = add.using(delay=3600)(2, 2)
+    assert store.retry_runs([failed.id, done.id, later.id]) == [failed.id]
+    # It runs again with a fresh attempt and fails again: two errors kept, ERROR once more.
+    wait_until(lambda: len(store.fetch_run(failed.id).errors) == 2, timeout=10)
+    again = store.fetch_run(failed.id)
+    assert (again.status, again.attempts) == (ERROR, 1)
+    assert store.fetch_run(done.id).status == DONE
+    assert store.run_now([later.id, done.id]) == [later.id]
+    assert later.wait(10).result == 4  # woken by the NOTIFY, not by the 60 s poll
+    assert store.estimated_run_count() >= -1

@@ -75,6 +75,35 @@ SELECT pg_notify('autotask_cancel', id::text) FROM autotask_task
 WHERE id = %s AND status = 'running'
 """
 
+# Retry by hand (the admin, the monitor): a failed or cancelled run waits again, with a fresh
+# set of attempts; its errors so far are kept.
+# Both wake the workers of the runs' queues, as an insert's trigger does (PostgreSQL sends one
+# notification per distinct queue).
+RUN_SET_WAITING_IF_FAILED_MANY = """
+WITH retried AS (
+    UPDATE autotask_task
+    SET status = 'waiting', attempts = 0, run_at = now(), started_at = NULL,
+        finished_at = NULL, expires_at = NULL, worker_id = NULL, error = NULL
+    WHERE id = ANY(%s) AND status IN ('error', 'cancelled')
+    RETURNING id, queue
+)
+SELECT id, pg_notify('autotask', queue) FROM retried
+"""
+
+# Run now: a waiting run that was due later is due at once.
+RUN_SET_DUE_NOW_IF_WAITING_MANY = """
+WITH due AS (
+    UPDATE autotask_task SET run_at = now()
+    WHERE id = ANY(%s) AND status = 'waiting' AND run_at > now()
+    RETURNING id, queue
+)
+SELECT id, pg_notify('autotask', queue) FROM due
+"""
+
+# The planner's estimate of the number of runs (the admin's changelist: no count(*) over
+# millions of rows); -1 before the table was ever analysed.
+RUN_COUNT_ESTIMATE = "SELECT reltuples::bigint FROM pg_class WHERE oid = 'autotask_task'::regclass"
+
 # django-async's deschedule: every waiting run of a task with these arguments.
 RUN_SET_CANCELLED_IF_WAITING_MATCHING = """
 UPDATE autotask_task

@@ -266,6 +266,34 @@ async def acancel_run(run_id: int, ttl: float) -> tuple[RunRecord | None, bool]:
     return None, await _afetchone(sql.RUN_REQUEST_CANCEL_IF_RUNNING, [run_id]) is not None
 
 
+def retry_runs(run_ids: Sequence[int]) -> list[int]:
+    """Failed or cancelled runs wait again with all their attempts; the ids that did (a run
+    in any other state is left alone). The NOTIFY wakes a worker at commit."""
+    return [row[0] for row in _fetchall(sql.RUN_SET_WAITING_IF_FAILED_MANY, [list(run_ids)])]
+
+
+async def aretry_runs(run_ids: Sequence[int]) -> list[int]:
+    rows = await _afetchall(sql.RUN_SET_WAITING_IF_FAILED_MANY, [list(run_ids)])
+    return [row[0] for row in rows]
+
+
+def run_now(run_ids: Sequence[int]) -> list[int]:
+    """Waiting runs due later are due now; the ids that were."""
+    return [row[0] for row in _fetchall(sql.RUN_SET_DUE_NOW_IF_WAITING_MANY, [list(run_ids)])]
+
+
+async def arun_now(run_ids: Sequence[int]) -> list[int]:
+    rows = await _afetchall(sql.RUN_SET_DUE_NOW_IF_WAITING_MANY, [list(run_ids)])
+    return [row[0] for row in rows]
+
+
+def estimated_run_count() -> int:
+    """About how many runs there are, from the planner's statistics (no table scan); -1 if
+    the table has never been analysed."""
+    row = _fetchone(sql.RUN_COUNT_ESTIMATE, [])
+    return int(row[0]) if row is not None else -1
+
+
 def cancel_waiting_runs(name: str, args: str, kwargs: str, ttl: float) -> int:
     """Cancel every waiting run of the task ``name`` with exactly these (JSON) arguments."""
     with _tables_required(), _connection().cursor() as cursor:
