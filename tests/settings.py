@@ -33,14 +33,38 @@ DATABASES = {"default": database_from_url(DATABASE_URL), "direct": _DIRECT}
 SECRET_KEY = "autotask-tests"
 USE_TZ = True
 INSTALLED_APPS = [
+    "django.contrib.admin",
     "django.contrib.contenttypes",
     "django.contrib.auth",
+    "django.contrib.sessions",
+    "django.contrib.messages",
     "autotask",
     "tests.app",
+]
+# What the admin needs (tests/test_admin.py), and no more: other tests' requests go through it too.
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
 ]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 ROOT_URLCONF = "tests.urls"
 AUTOTASK_WORKERS = 4
+# The tests keep Django's default CONN_MAX_AGE = 0 (a connection per task run) on purpose.
+SILENCED_SYSTEM_CHECKS = ["autotask.W003"]
 # django.tasks (Django 6.x; the django-tasks backport on 5.2) through autotask.
 TASKS = {
     "default": {

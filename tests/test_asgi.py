@@ -84,3 +84,16 @@ async def test_a_server_without_lifespan_is_warned_about_once(caplog: Any) -> No
 
 async def _never_called(scope: Any, receive: Any, send: Any) -> None:
     raise AssertionError("lifespan must not reach the wrapped app")
+
+
+async def test_a_misspelt_setting_is_logged_at_startup_where_no_check_runs(
+    settings: Any, caplog: Any
+) -> None:
+    settings.AUTOTASKS_WORKERS = 3  # the wrong prefix: a server runs no `manage.py check`
+    sent = await _lifespan(
+        with_worker(_never_called, shutdown_timeout=1), "lifespan.startup", "lifespan.shutdown"
+    )
+    assert sent[0] == {"type": "lifespan.startup.complete"}
+    [record] = [r for r in caplog.records if "AUTOTASKS_WORKERS" in r.getMessage()]
+    assert record.levelname == "WARNING" and "autotask.W001" in record.getMessage()
+    assert "Did you mean AUTOTASK_WORKERS?" in record.getMessage()

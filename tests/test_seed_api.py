@@ -26,7 +26,7 @@ def test_the_seed_import_paths_and_defaults() -> None:
     def later() -> None: ...
 
     assert isinstance(later, Task)
-    assert (later.delay, later.retries, later.ttl, later.schedule) == (0, 0, 300, None)
+    assert (later.delay_seconds, later.retries, later.ttl, later.schedule) == (0, 0, 300, None)
     assert hourly.schedule == Every(3600, start_now=False)
     assert isinstance(new_year.schedule, Cron)
     assert new_year.schedule.expression == "0 0 1 1 *"  # seed order turned into cron's

@@ -18,7 +18,6 @@ from autotask import serialize
         (decimal.Decimal("1.5"), "str(value)"),
         (uuid.UUID(int=1), "str(value)"),
         (b"raw", "base64"),
-        (math.nan, "plain JSON"),
     ],
 )
 def test_argument_that_is_not_json_names_the_argument_and_a_fix(value: object, hint: str) -> None:
@@ -38,6 +37,33 @@ def test_nested_problem_is_located_and_keyword_arguments_are_named() -> None:
 def test_non_string_dict_key_is_refused() -> None:
     with pytest.raises(TypeError, match="key 1"):
         serialize.dump_call("app.job", [{1: "one"}], {})
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_a_float_that_is_no_number_says_so_not_pass_a_float(value: float) -> None:
+    with pytest.raises(TypeError) as excinfo:
+        serialize.dump_call("app.job", [value], {})
+    message = str(excinfo.value)
+    assert "is not a finite number, and JSON has no NaN or infinity" in message
+    assert "plain JSON" not in message and "pass None" in message
+
+
+def test_a_non_string_key_says_keys_are_strings() -> None:
+    with pytest.raises(TypeError) as excinfo:
+        serialize.dump_call("app.job", [{1: "one"}], {})
+    message = str(excinfo.value)
+    assert "is a dict key of type int; JSON object keys are strings" in message
+    assert "plain JSON" not in message
+
+
+def test_a_return_value_is_told_what_to_return_and_a_datetime_is_shown_whole() -> None:
+    moment = datetime.datetime(2026, 12, 1, 23, 45, 12, 345678, tzinfo=datetime.UTC)
+    with pytest.raises(TypeError) as excinfo:
+        serialize.dump_result("app.job", {"when": moment})
+    message = str(excinfo.value)
+    assert "return value['when']" in message
+    assert "return value.isoformat()" in message and "pass " not in message
+    assert repr(moment) in message  # not cut short
 
 
 def test_model_instance_hint_says_pass_the_primary_key(django_user_model: type) -> None:

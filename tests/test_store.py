@@ -84,9 +84,7 @@ def test_a_missing_run_is_run_does_not_exist_a_lookup_error() -> None:
         asyncio.run(store.afetch_run(0))
 
 
-def test_retry_and_run_now_change_only_runs_in_the_state_they_name(
-    settings, start_worker
-) -> None:
+def test_retry_and_run_now_change_only_runs_in_the_state_they_name(settings, start_worker) -> None:
     settings.AUTOTASK_HANDLE_TASK_IDLE_TIME = 60  # only a NOTIFY wakes the worker in time
     start_worker()
     failed = fail("boom").wait(10)

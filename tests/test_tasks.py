@@ -62,8 +62,8 @@ def test_call_runs_the_function_itself() -> None:
 
 def test_using_validates_and_returns_a_changed_copy() -> None:
     later = add.using(delay=datetime.timedelta(minutes=1), priority=7, queue="slow")
-    assert (later.delay, later.priority, later.queue) == (60.0, 7, "slow")
-    assert (add.delay, add.priority, add.queue) == (0, 0, "default")
+    assert (later.delay_seconds, later.priority, later.queue) == (60.0, 7, "slow")
+    assert (add.delay_seconds, add.priority, add.queue) == (0, 0, "default")
     with pytest.raises(ValueError, match="either delay or run_at"):
         add.using(delay=1, run_at=datetime.datetime.now(datetime.UTC))
     with pytest.raises(ValueError, match="timezone-aware"):
@@ -167,3 +167,38 @@ def test_variadic_positional_arguments_are_named_by_position() -> None:
         variadic(1, 2, {3})
     with pytest.raises(TypeError, match=r"argument 'flag'"):
         variadic(1, flag={True})
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_defer_never_awaited_warns_naming_the_task_and_enqueues_nothing(worker: None) -> None:
+    import gc
+    import warnings
+
+    from autotask.models import TaskRun
+    from tests.app.tasks import add as add_task
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        add_task.defer(1, 2)  # the missing await
+        gc.collect()
+    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert messages == [
+        "add.defer(...) was never awaited, so no run was enqueued: write `await add.defer(...)` "
+        "in async code (in sync code, call the task itself)."
+    ]
+    assert not TaskRun.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_deferral_is_a_coroutine_for_create_task_and_gather(worker: None) -> None:
+    import asyncio
+
+    from tests.app.tasks import add as add_task
+
+    async def both() -> list[int]:
+        first = asyncio.create_task(add_task.defer(1, 1))
+        second, third = await asyncio.gather(add_task.defer(2, 2), add_task.defer(3, 3))
+        return [(await first).id, second.id, third.id]
+
+    ids = asyncio.run(both())
+    assert len(set(ids)) == 3

@@ -1,5 +1,6 @@
-"""One view, for tests that send requests through Django's test client."""
+"""One view, for tests that send requests through Django's test client, and the admin."""
 
+from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
 
@@ -8,4 +9,4 @@ def hello(request: HttpRequest) -> HttpResponse:
     return HttpResponse("hello")
 
 
-urlpatterns = [path("", hello)]
+urlpatterns = [path("", hello), path("admin/", admin.site.urls)]

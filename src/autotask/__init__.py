@@ -15,6 +15,7 @@ from .exceptions import (
     TooManyPostpones,
     WorkerLost,
 )
+from .health import Health, ahealth, health
 from .store import (
     ScheduleRecord,
     apause_schedule,
@@ -57,6 +58,7 @@ __all__ = [
     "RUNNING",
     "WAITING",
     "AsyncTaskHandle",
+    "Health",
     "InvalidTaskOptions",
     "NotMigrated",
     "Postpone",
@@ -76,6 +78,7 @@ __all__ = [
     "WorkerLost",
     "adeschedule",
     "aenqueue",
+    "ahealth",
     "apause_schedule",
     "aresume_schedule",
     "aschedules",
@@ -85,6 +88,7 @@ __all__ = [
     "delayed_task",
     "deschedule",
     "enqueue",
+    "health",
     "pause_schedule",
     "periodic_task",
     "resume_schedule",

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from . import conf, runtime
+from . import checks, conf, runtime
 
 logger = logging.getLogger("autotask")
 
@@ -60,6 +60,7 @@ async def _lifespan(receive: Receive, send: Send, shutdown_timeout: float | None
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            checks.log_problems(logger)
             try:
                 await runtime.astart()
             except Exception as exc:

@@ -14,6 +14,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 DEFAULTS: dict[str, object] = {
     "AUTOTASK_IS_ACTIVE": False,
+    "AUTOTASK_EAGER": False,
     "AUTOTASK_DATABASE": "default",
     "AUTOTASK_WORKERS": 1,
     "AUTOTASK_QUEUES": None,
@@ -118,6 +119,14 @@ def listen() -> bool:
     value = _value("AUTOTASK_LISTEN")
     if not isinstance(value, bool):
         raise ImproperlyConfigured(f"AUTOTASK_LISTEN must be True or False, not {value!r}.")
+    return value
+
+
+def eager() -> bool:
+    """``AUTOTASK_EAGER``: run each run where and when it is enqueued (tests, scripts)."""
+    value = _value("AUTOTASK_EAGER")
+    if not isinstance(value, bool):
+        raise ImproperlyConfigured(f"AUTOTASK_EAGER must be True or False, not {value!r}.")
     return value
 
 

@@ -88,6 +88,12 @@ class TaskRun(models.Model):
                 name="autotask_task_expiring",
                 condition=models.Q(status__in=["done", "error", "cancelled"]),
             ),
+            # The admin's filters, each in its newest-first order (ORDER BY id DESC LIMIT n
+            # reads one page of the index, not every matching row). name and queue also give
+            # their distinct values one index probe each (admin._distinct_values).
+            models.Index(fields=["status", "id"], name="autotask_task_admin_status"),
+            models.Index(fields=["queue", "id"], name="autotask_task_admin_queue"),
+            models.Index(fields=["name", "id"], name="autotask_task_admin_name"),
         ]
         constraints = [
             models.CheckConstraint(

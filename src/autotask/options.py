@@ -121,10 +121,19 @@ def check(task: Task[..., Any]) -> None:
             raise InvalidTaskOptions(f"timeout must be more than 0 seconds, not {task.timeout!r}.")
     if not isinstance(task.unique, bool):
         raise InvalidTaskOptions(f"unique must be True or False, not {task.unique!r}.")
+    if not isinstance(task.atomic, bool):
+        raise InvalidTaskOptions(f"atomic must be True or False, not {task.atomic!r}.")
+    if task.atomic and task.is_async:
+        raise InvalidTaskOptions(
+            f"{task.name}: atomic=True is for plain def tasks only; an async def task cannot run "
+            "inside transaction.atomic() (Django's transactions are per thread). Make it a "
+            "plain function, or open transaction.atomic() in a function it runs through "
+            "sync_to_async."
+        )
     if task.unique_key is not None:
         text(task.unique_key, "unique_key", MAX_NAME)
     seconds(task.ttl, "ttl")
-    seconds(task.delay, "delay")
+    seconds(task.delay_seconds, "delay")
     if task.run_at is not None:
         if not isinstance(task.run_at, datetime):
             raise InvalidTaskOptions(f"run_at must be a datetime, not {task.run_at!r}.")

@@ -37,6 +37,28 @@ def _hint(value: Any) -> str:
     )
 
 
+def _short(value: Any) -> str:
+    """Its repr, whole when it is of a sane length (a datetime's is about 80 characters)."""
+    text = repr(value)
+    return text if len(text) <= 120 else f"{text[:117]}..."
+
+
+def _problem_text(where: str, bad: Any, *, returned: bool) -> str:
+    """What is wrong with *this* value, and what to do instead."""
+    if isinstance(bad, float):
+        why = "is not a finite number, and JSON has no NaN or infinity"
+        hint = "pass None, or a string such as 'inf'"
+    elif " key " in where and not isinstance(bad, str):
+        why = f"is a dict key of type {type(bad).__name__}; JSON object keys are strings"
+        hint = "use str keys (an int key would come back as a string)"
+    else:
+        why = f"is of type {type(bad).__name__}, which cannot travel as JSON"
+        hint = _hint(bad)
+    if returned:
+        hint = hint.replace("pass ", "return ", 1)
+    return f"{where} ({_short(bad)}) {why}: {hint}."
+
+
 def storable(text: str) -> bool:
     """jsonb refuses NUL and text that is not valid Unicode (lone surrogates)."""
     if "\x00" in text:
@@ -96,10 +118,7 @@ def _check(value: Any, path: str, what: str) -> None:
     if problem is None:
         return
     where, bad = problem
-    raise TypeError(
-        f"{what} {where} ({bad!r:.60}) is of type {type(bad).__name__}, "
-        f"which cannot travel as JSON: {_hint(bad)}."
-    )
+    raise TypeError(f"{what} {_problem_text(where, bad, returned=path == 'return value')}")
 
 
 def dump_call(

@@ -118,26 +118,41 @@ TRANSACTION_CURRENT = "SELECT txid_current_if_assigned()"
 
 # As many runs as there are free slots, in one statement. MATERIALIZED keeps the locking
 # subquery from being inlined into the UPDATE, where SKIP LOCKED would lose its meaning.
-# Arguments come back as text, decoded run by run: one undecodable row fails alone.
+# Arguments come back as text, decoded run by run: one undecodable row fails alone. Due by
+# statement_timestamp(), the clock run_at is set by, so that a claim inside a transaction (the
+# testing helper's, in a test's) sees runs enqueued earlier in it as due.
 _RUN_CLAIM_MANY = """
 WITH claimed AS MATERIALIZED (
     SELECT id FROM autotask_task
-    WHERE status = 'waiting' AND run_at <= now(){queue_filter}
+    WHERE status = 'waiting' AND run_at <= statement_timestamp(){queue_filter}
     ORDER BY priority DESC, run_at, id
     LIMIT %(limit)s
     FOR NO KEY UPDATE SKIP LOCKED
 )
 UPDATE autotask_task AS t
-SET status = 'running', attempts = t.attempts + 1, worker_id = %(worker_id)s,
-    worker_ids = t.worker_ids || to_jsonb(%(worker_id)s::text),
-    started_at = now(), finished_at = NULL
+{claim}
 FROM claimed
 WHERE t.id = claimed.id
-RETURNING t.id, t.name, t.args::text, t.kwargs::text, t.attempts, t.max_attempts, t.postpones,
-          extract(epoch FROM now() - t.enqueued_at)::float8
+{claimed}
 """
-RUN_CLAIM_MANY_ANY_QUEUE = _RUN_CLAIM_MANY.format(queue_filter="")
-RUN_CLAIM_MANY_IN_QUEUES = _RUN_CLAIM_MANY.format(queue_filter=" AND queue = ANY(%(queues)s)")
+_RUN_CLAIM_SET = """SET status = 'running', attempts = t.attempts + 1, worker_id = %(worker_id)s,
+    worker_ids = t.worker_ids || to_jsonb(%(worker_id)s::text),
+    started_at = now(), finished_at = NULL"""
+_RUN_CLAIM_RETURNING = """RETURNING t.id, t.name, t.args::text, t.kwargs::text, t.attempts,
+          t.max_attempts, t.postpones, extract(epoch FROM now() - t.enqueued_at)::float8"""
+RUN_CLAIM_MANY_ANY_QUEUE = _RUN_CLAIM_MANY.format(
+    queue_filter="", claim=_RUN_CLAIM_SET, claimed=_RUN_CLAIM_RETURNING
+)
+RUN_CLAIM_MANY_IN_QUEUES = _RUN_CLAIM_MANY.format(
+    queue_filter=" AND queue = ANY(%(queues)s)", claim=_RUN_CLAIM_SET, claimed=_RUN_CLAIM_RETURNING
+)
+# One run by id, due or not (AUTOTASK_EAGER runs what was just enqueued).
+RUN_CLAIM_ONE_IF_WAITING = f"""
+UPDATE autotask_task AS t
+{_RUN_CLAIM_SET}
+WHERE t.id = %(id)s AND t.status = 'waiting'
+{_RUN_CLAIM_RETURNING}
+"""
 
 # Seconds until the earliest waiting run is due (negative: due now), NULL when none waits.
 RUN_SECONDS_UNTIL_DUE_ANY_QUEUE = """
@@ -167,7 +182,8 @@ SET status = o.status,
     finished_at = CASE WHEN o.status = 'waiting' THEN t.finished_at ELSE now() END,
     expires_at = CASE WHEN o.status = 'waiting' THEN t.expires_at
                       ELSE now() + o.ttl * interval '1 second' END,
-    run_at = CASE WHEN o.status = 'waiting' THEN now() + o.delay * interval '1 second'
+    run_at = CASE WHEN o.status = 'waiting'
+                  THEN statement_timestamp() + o.delay * interval '1 second'
                   ELSE t.run_at END,
     worker_id = CASE WHEN o.status = 'waiting' THEN NULL ELSE t.worker_id END
 FROM unnest(%(ids)s::bigint[], %(statuses)s::text[], %(results)s::text[], %(errors)s::text[],
@@ -225,6 +241,23 @@ WHERE id IN (
 )
 """
 
+# manage.py autotask_prune: finished runs in the given statuses that finished more than
+# %(older_than)s seconds ago, or (older_than NULL) whose ttl has passed; a batch at a time.
+_RUN_FINISHED_MATCHING = """
+    status = ANY(%(statuses)s)
+    AND CASE WHEN %(older_than)s::float8 IS NULL THEN expires_at < now()
+             ELSE finished_at < now() - %(older_than)s::float8 * interval '1 second' END
+"""
+RUN_COUNT_FINISHED_MATCHING = f"SELECT count(*) FROM autotask_task WHERE {_RUN_FINISHED_MATCHING}"
+RUN_DELETE_FINISHED_MATCHING_BATCH = f"""
+DELETE FROM autotask_task
+WHERE id IN (
+    SELECT id FROM autotask_task WHERE {_RUN_FINISHED_MATCHING}
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+"""
+
 # After a claim whose answer was lost (the connection died under it), the claim may still have
 # committed: this worker's running runs that its executor does not hold go back to waiting,
 # their attempt not counted, instead of staying 'running' under a live worker for ever.
@@ -258,6 +291,29 @@ RETURNING id, host, pid
 """
 
 WORKER_SET_LEADER = "UPDATE autotask_worker SET leader = %s WHERE id = %s"
+
+# health(): runs per queue and status, with how many waiting ones are due and the oldest due
+# one's age (a scan of the table: a health check runs seconds apart, not per request).
+RUN_COUNT_BY_QUEUE_AND_STATUS = """
+SELECT queue, status, count(*),
+       count(*) FILTER (WHERE status = 'waiting' AND run_at <= now()),
+       extract(epoch FROM now() - min(run_at) FILTER (WHERE status = 'waiting'
+                                                      AND run_at <= now()))::float8
+FROM autotask_task GROUP BY queue, status ORDER BY queue, status
+"""
+
+# health(): every worker row, with its heartbeat's age and how many runs it holds.
+WORKER_SELECT_ALL = """
+SELECT w.id, w.host, w.pid, w.queues, w.concurrency, w.started_at, w.heartbeat_at,
+       extract(epoch FROM now() - w.heartbeat_at)::float8, w.leader,
+       (SELECT count(*) FROM autotask_task AS t WHERE t.status = 'running' AND t.worker_id = w.id)
+FROM autotask_worker AS w ORDER BY w.host, w.pid
+"""
+
+# The system check: the triggers that NOTIFY on inserts and status changes.
+TRIGGER_NAMES_ON_RUNS = """
+SELECT tgname FROM pg_trigger WHERE tgrelid = 'autotask_task'::regclass AND NOT tgisinternal
+"""
 
 # Whether anything would run a run enqueued now (for the warning under WSGI).
 WORKER_EXISTS_LIVE = """

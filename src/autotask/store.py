@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator, Sequence
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,7 +23,10 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from . import conf, runtime, sql
 from .exceptions import NotMigrated, RunDoesNotExist, ScheduleDoesNotExist, is_missing_table
+from .runtime.runs import ClaimedRun, Outcome, write_params
 from .status import Status, TaskError
+
+Params = Sequence[Any] | Mapping[str, Any]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -125,14 +129,14 @@ def _connection() -> BaseDatabaseWrapper:
     return connections[conf.database()]
 
 
-def _fetchone(statement: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
+def _fetchone(statement: str, params: Params) -> tuple[Any, ...] | None:
     with _tables_required(), _connection().cursor() as cursor:
         cursor.execute(statement, params)
         row: tuple[Any, ...] | None = cursor.fetchone()
         return row
 
 
-def _fetchall(statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+def _fetchall(statement: str, params: Params) -> list[tuple[Any, ...]]:
     with _tables_required(), _connection().cursor() as cursor:
         cursor.execute(statement, params)
         return list(cursor.fetchall())
@@ -266,6 +270,34 @@ async def acancel_run(run_id: int, ttl: float) -> tuple[RunRecord | None, bool]:
     return None, await _afetchone(sql.RUN_REQUEST_CANCEL_IF_RUNNING, [run_id]) is not None
 
 
+# --- claiming and finishing through Django's connection (autotask.testing, AUTOTASK_EAGER);
+# the runtime does the same through its pool ---
+
+
+def claim_runs(
+    worker_id: uuid.UUID, limit: int, queues: Sequence[str] | None = None
+) -> list[ClaimedRun]:
+    """Claim up to ``limit`` due runs for ``worker_id``, in the caller's transaction."""
+    params: dict[str, Any] = {"limit": limit, "worker_id": worker_id, "queues": queues}
+    if queues is None:
+        rows = _fetchall(sql.RUN_CLAIM_MANY_ANY_QUEUE, params)
+    else:
+        rows = _fetchall(sql.RUN_CLAIM_MANY_IN_QUEUES, {**params, "queues": list(queues)})
+    return [ClaimedRun(*row) for row in rows]
+
+
+def claim_run(worker_id: uuid.UUID, run_id: int) -> ClaimedRun | None:
+    """Claim one waiting run by id, due or not; None if it is not waiting."""
+    row = _fetchone(sql.RUN_CLAIM_ONE_IF_WAITING, {"id": run_id, "worker_id": worker_id})
+    return None if row is None else ClaimedRun(*row)
+
+
+def write_outcomes(outcomes: Sequence[Outcome], worker_id: uuid.UUID) -> list[int]:
+    """The completer's guarded write; the ids it applied to."""
+    rows = _fetchall(sql.RUN_SET_STATUS_IF_RUNNING_MANY, write_params(outcomes, worker_id))
+    return [row[0] for row in rows]
+
+
 def retry_runs(run_ids: Sequence[int]) -> list[int]:
     """Failed or cancelled runs wait again with all their attempts; the ids that did (a run
     in any other state is left alone). The NOTIFY wakes a worker at commit."""
@@ -285,6 +317,24 @@ def run_now(run_ids: Sequence[int]) -> list[int]:
 async def arun_now(run_ids: Sequence[int]) -> list[int]:
     rows = await _afetchall(sql.RUN_SET_DUE_NOW_IF_WAITING_MANY, [list(run_ids)])
     return [row[0] for row in rows]
+
+
+def prune_runs(statuses: Sequence[str], older_than: float | None, *, dry_run: bool = False) -> int:
+    """Delete finished runs in ``statuses`` that finished more than ``older_than`` seconds ago
+    (None: whose ttl has passed), in batches so no long lock is held; how many (with
+    ``dry_run``, how many would be)."""
+    params: dict[str, Any] = {"statuses": list(statuses), "older_than": older_than}
+    if dry_run:
+        row = _fetchone(sql.RUN_COUNT_FINISHED_MATCHING, params)
+        return int(row[0]) if row is not None else 0
+    deleted = 0
+    while True:
+        with _tables_required(), _connection().cursor() as cursor:
+            cursor.execute(sql.RUN_DELETE_FINISHED_MATCHING_BATCH, {**params, "limit": 1000})
+            batch = int(cursor.rowcount)
+        deleted += batch
+        if batch < 1000:
+            return deleted
 
 
 def estimated_run_count() -> int:
@@ -324,6 +374,60 @@ def live_worker_exists(timeout: float) -> bool:
     """Whether any runtime, anywhere, sent a heartbeat within ``timeout`` seconds."""
     row = _fetchone(sql.WORKER_EXISTS_LIVE, [timeout])
     return bool(row and row[0])
+
+
+@dataclass(frozen=True, slots=True)
+class QueueCount:
+    """How many runs of one queue are in one status (of the waiting ones: how many are due,
+    and for how long the oldest due one has waited)."""
+
+    queue: str
+    status: Status
+    count: int
+    due: int
+    oldest_due_seconds: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRecord:
+    """A runtime's row in ``autotask_worker``, with its heartbeat's age and running count."""
+
+    id: uuid.UUID
+    host: str
+    pid: int
+    queues: list[str] | None  # None: every queue
+    concurrency: int
+    started_at: datetime
+    heartbeat_at: datetime
+    heartbeat_age: float  # seconds
+    leader: bool
+    running: int
+
+
+def _queue_counts(rows: list[tuple[Any, ...]]) -> list[QueueCount]:
+    return [QueueCount(q, Status(st), n, due, oldest) for q, st, n, due, oldest in rows]
+
+
+def run_counts() -> list[QueueCount]:
+    return _queue_counts(_fetchall(sql.RUN_COUNT_BY_QUEUE_AND_STATUS, []))
+
+
+async def arun_counts() -> list[QueueCount]:
+    return _queue_counts(await _afetchall(sql.RUN_COUNT_BY_QUEUE_AND_STATUS, []))
+
+
+def _worker_record(row: Sequence[Any]) -> WorkerRecord:
+    queues = json.loads(row[3]) if isinstance(row[3], str) else row[3]
+    return WorkerRecord(row[0], row[1], row[2], queues, *row[4:])
+
+
+def workers() -> list[WorkerRecord]:
+    """Every runtime that has a row, live or not (the leader removes silent ones)."""
+    return [_worker_record(row) for row in _fetchall(sql.WORKER_SELECT_ALL, [])]
+
+
+async def aworkers() -> list[WorkerRecord]:
+    return [_worker_record(row) for row in await _afetchall(sql.WORKER_SELECT_ALL, [])]
 
 
 def schedules() -> list[ScheduleRecord]:

@@ -14,16 +14,18 @@ import dataclasses
 import hashlib
 import inspect
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 from zoneinfo import ZoneInfo
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from . import options, registry, serialize, store, wsgi
+from . import conf, options, registry, serialize, signals, store, testing, wsgi
 from .backoff import Backoff, constant
 from .conf import DEFAULT_QUEUE, DEFAULT_TTL
+from .deferred import Deferred
 from .exceptions import InvalidTaskOptions, TaskNotRegistered
 from .handles import AsyncTaskHandle, TaskHandle
 from .schedule import Cron, Every, Schedule, seed_cron, zone
@@ -42,7 +44,7 @@ class Task(Generic[P, R]):
     priority: int = 0
     retries: int = 0
     ttl: float = DEFAULT_TTL
-    delay: float = 0
+    delay_seconds: float = 0  # the delay= option (the name delay is Celery's method)
     run_at: datetime | None = None
     schedule: Schedule | None = None  # periodic or cron: the leader enqueues its ticks
     retry_on: tuple[type[BaseException], ...] = ()  # only these are retried; () retries all
@@ -51,6 +53,7 @@ class Task(Generic[P, R]):
     unique: bool = False  # one waiting or running run per name and arguments at a time
     timeout: float | None = None  # seconds; None: AUTOTASK_TIMEOUT
     unique_key: str | None = None  # per call (using()): one run per key at a time
+    atomic: bool = False  # a plain function runs inside transaction.atomic() (django-async's rule)
 
     def __post_init__(self) -> None:
         options.check(self)
@@ -79,9 +82,9 @@ class Task(Generic[P, R]):
         if delay is not None and run_at is not None:
             raise InvalidTaskOptions("Give either delay or run_at, not both.")
         if delay is not None:
-            changes.update(delay=options.seconds(delay, "delay"), run_at=None)
+            changes.update(delay_seconds=options.seconds(delay, "delay"), run_at=None)
         if run_at is not None:
-            changes.update(run_at=run_at, delay=0)
+            changes.update(run_at=run_at, delay_seconds=0)
         if priority is not None:
             changes["priority"] = priority
         if queue is not None:
@@ -100,13 +103,63 @@ class Task(Generic[P, R]):
                 f"Use `await {self.func.__name__}.defer(...)` in async code."
             )
         record, transaction = store.insert_run(self._new_run(args, kwargs))
-        wsgi.enqueued()
-        return TaskHandle(record, enqueued_by=transaction)
+        if conf.eager():  # run here and now, in the caller's transaction
+            testing.run_now(record.id)
+            handle = TaskHandle(store.fetch_run(record.id))
+        else:
+            wsgi.enqueued()
+            handle = TaskHandle(record, enqueued_by=transaction)
+        signals.task_enqueued.send(sender=self, handle=handle)
+        return handle
 
-    async def defer(self, *args: P.args, **kwargs: P.kwargs) -> AsyncTaskHandle:
+    def defer(self, *args: P.args, **kwargs: P.kwargs) -> Deferred[AsyncTaskHandle]:
         """Enqueue a run without blocking the event loop (the runtime's psycopg pool; it
-        commits on its own, outside any transaction of the caller)."""
-        return AsyncTaskHandle(await store.ainsert_run(self._new_run(args, kwargs)))
+        commits on its own, outside any transaction of the caller). Await it; one never
+        awaited enqueues nothing, and warns saying so."""
+        new_run = self._new_run(args, kwargs)  # bad arguments fail here, awaited or not
+        return Deferred(self._defer(new_run), f"{self.func.__name__}.defer")
+
+    async def _defer(self, new_run: store.NewRun) -> AsyncTaskHandle:
+        record = await store.ainsert_run(new_run)
+        if conf.eager():  # committed already: run it in a thread, through Django's connection
+            await sync_to_async(testing.run_now_in_thread, thread_sensitive=False)(record.id)
+            record = await store.afetch_run(record.id)
+        handle = AsyncTaskHandle(record)
+        await signals.task_enqueued.asend(sender=self, handle=handle)
+        return handle
+
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
+        """Celery's spelling of calling the task (enqueue a run), so Celery callers need no edit."""
+        return self(*args, **kwargs)
+
+    def apply_async(
+        self,
+        args: Sequence[Any] | None = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        countdown: float | None = None,
+        eta: datetime | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        **celery_options: Any,
+    ) -> TaskHandle:
+        """Celery's ``apply_async``, mapped onto ``using(delay=countdown, run_at=eta, queue=,
+        priority=)`` and a call. ``priority`` is ours (-100..100, higher first), not remapped.
+
+        Any other Celery option is refused, naming what to do instead: silently dropping
+        ``expires`` or ``link`` would change what the caller's code means.
+        """
+        for option in celery_options:
+            if option not in _CELERY_REFUSED:
+                raise TypeError(f"apply_async() got an unexpected keyword argument {option!r}")
+            raise InvalidTaskOptions(
+                f"{self.name}.apply_async(): Celery's {option}= is not supported here: "
+                f"{_CELERY_REFUSED[option]}."
+            )
+        if not isinstance(args, list | tuple | None):
+            raise TypeError(f"apply_async() args must be a list or tuple, not {args!r:.100}.")
+        configured = self.using(delay=countdown, run_at=eta, queue=queue, priority=priority)
+        return configured(*(args or ()), **(kwargs or {}))
 
     def call(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the function itself, now, in this process (an async task's: await the result)."""
@@ -123,7 +176,7 @@ class Task(Generic[P, R]):
             priority=self.priority,
             max_attempts=self.retries + 1,
             run_at=self.run_at,
-            delay=self.delay,
+            delay=self.delay_seconds,
             unique_key=self._unique_key(args_json, kwargs_json),
         )
 
@@ -138,6 +191,26 @@ class Task(Generic[P, R]):
             separators=(",", ":"),
         )
         return f"{self.name[:180]}:{hashlib.sha256(call.encode()).hexdigest()}"
+
+
+# Celery's apply_async options that have no counterpart here, and what to do instead.
+_CELERY_REFUSED = {
+    "expires": "runs do not expire; cancel one with handle.cancel() or autotask.deschedule()",
+    "retry": "enqueueing is one INSERT, in the caller's transaction: there is no broker to retry",
+    "retry_policy": "enqueueing is one INSERT, in the caller's transaction: nothing to retry",
+    "link": "there are no callbacks: enqueue the next task at the end of this one",
+    "link_error": "there are no callbacks: read handle.error, or catch the error in the task",
+    "serializer": "arguments and results are always JSON",
+    "compression": "arguments and results are always JSON, stored as jsonb",
+    "task_id": "a run's id comes from the database (handle.id)",
+    "time_limit": "give the task @task(timeout=seconds)",
+    "soft_time_limit": "give the task @task(timeout=seconds); sync tasks check should_stop()",
+    "ignore_result": "results are always kept, for the task's ttl",
+    "exchange": "there is no broker: use queue=",
+    "routing_key": "there is no broker: use queue=",
+    "headers": "a run stores only its arguments",
+    "shadow": "a run is named by its task (@task(name=...))",
+}
 
 
 def _positional_names(
@@ -223,6 +296,7 @@ def task(
     cron: str | None = None,
     tz: str | ZoneInfo | None = None,
     start_now: bool = False,
+    atomic: bool = False,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 
@@ -245,6 +319,7 @@ def task(
     cron: str | None = None,
     tz: str | ZoneInfo | None = None,
     start_now: bool = False,
+    atomic: bool = False,
 ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
     """Register a function (``def`` or ``async def``) as a task.
 
@@ -254,7 +329,8 @@ def task(
     types, when given), waiting as ``backoff`` says (default: exponential from
     ``AUTOTASK_RETRY_DELAY``). ``every`` (seconds or a timedelta) or ``cron`` (standard five
     fields, in ``tz`` or settings.TIME_ZONE) makes it a periodic task, whose ticks the leader
-    enqueues.
+    enqueues. ``atomic=True`` runs a plain function inside ``transaction.atomic()`` on
+    autotask's database, so a failing run leaves none of its ORM writes behind.
     """
     decorate: Callable[[Callable[P, R]], Task[P, R]] = _decorator(
         name=name,
@@ -267,8 +343,9 @@ def task(
         unique=unique,
         timeout=timeout,
         ttl=ttl,
-        delay=options.seconds(delay, "delay"),
+        delay_seconds=options.seconds(delay, "delay"),
         schedule=schedule_for(every=every, cron=cron, tz=tz, start_now=start_now),
+        atomic=atomic,
     )
     if func is not None:
         return decorate(func)
@@ -335,7 +412,7 @@ def delayed_task(
         retries=retries,
         backoff=constant(),  # the seed's fixed AUTOTASK_RETRY_DELAY
         ttl=ttl,
-        delay=options.seconds(delay, "delay"),
+        delay_seconds=options.seconds(delay, "delay"),
     )
 
 

@@ -27,7 +27,7 @@ from django.core.handlers.wsgi import WSGIHandler
 from django.core.signals import request_started
 from django.db import transaction
 
-from . import conf, runtime, store
+from . import checks, conf, runtime, store
 
 logger = logging.getLogger("autotask")
 
@@ -90,6 +90,7 @@ def post_worker_init(worker: Any) -> None:
 
 def _start_logging_errors() -> None:
     global _failed_at
+    checks.log_problems(logger)
     try:
         start()
     except Exception:

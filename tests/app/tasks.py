@@ -255,3 +255,32 @@ def chaos_record(n: int) -> int:
     from tests.app.models import Execution
 
     return Execution.objects.create(key=str(n), pid=os.getpid()).pk
+
+
+@task(atomic=True)
+def atomic_record(key: str, fail: bool) -> int:
+    """Records its execution inside transaction.atomic(); a failure rolls the record back."""
+    from tests.app.models import Execution
+
+    pk = Execution.objects.create(key=key, pid=os.getpid()).pk
+    if fail:
+        raise RuntimeError(f"{key} fails after writing")
+    return pk
+
+
+@task
+def record_then_fail(key: str) -> None:
+    """The same without atomic=True: the record stays although the run fails."""
+    from tests.app.models import Execution
+
+    Execution.objects.create(key=key, pid=os.getpid())
+    raise RuntimeError(f"{key} fails after writing")
+
+
+@task(atomic=True)
+def atomic_not_json(key: str) -> object:
+    """Writes, then returns what cannot be stored: the run fails, so the write goes too."""
+    from tests.app.models import Execution
+
+    Execution.objects.create(key=key, pid=os.getpid())
+    return {1, 2}

@@ -59,6 +59,8 @@ class Runtime:
         self._worker: Worker | None = None
         self._elector: Elector | None = None
         self._executor: Executor | None = None
+        self._ended_before = 0  # attempts ended by worker services stopped since
+        self._completer: Completer | None = None
         self._worker_services: list[Service] = []
         self._calls: set[asyncio.Task[Any]] = set()  # from other loops, in flight
 
@@ -71,6 +73,13 @@ class Runtime:
     def is_leader(self) -> bool:
         """Whether this process's runtime leads (runs the schedules, rescue and pruning)."""
         return self._elector is not None and self._elector.is_leader
+
+    @property
+    def attempts_ended(self) -> int:
+        """How many claimed runs this process has ended (an outcome written: done, failed,
+        retried, postponed...) since it began: what ``autotask_worker --max-tasks`` counts."""
+        completer = self._completer
+        return self._ended_before + (completer.written if completer is not None else 0)
 
     def _connection_services(self) -> list[Service]:
         return [self._pool, self._listener]
@@ -177,6 +186,7 @@ class Runtime:
         await self._listener.wait_connected(timeout=_CONNECT_TIMEOUT)
         worker_id = uuid.uuid4()
         completer = Completer(self._pool, worker_id)
+        self._completer = completer
         executor = Executor(
             completer,
             self._listener,
@@ -236,6 +246,9 @@ class Runtime:
             await stop_all(services, deadline)  # hurry() reaches the executor meanwhile
         finally:
             self._executor = None
+            if self._completer is not None:
+                self._ended_before += self._completer.written
+                self._completer = None
             # Calls from other loops still in flight end now (RuntimeStopped for their callers),
             # so that nothing waits on a loop that is about to stop.
             calls = list(self._calls)

@@ -43,6 +43,7 @@ class Completer:
         self._writer: asyncio.Task[None] | None = None
         self._alone: set[asyncio.Task[None]] = set()  # writes of large results
         self._deadline: float | None = None  # set at stop: retries end then
+        self.written = 0  # outcomes handed in and written (or given up on), since started
 
     async def start(self) -> None:
         pass
@@ -94,6 +95,7 @@ class Completer:
                 ids = [o.run_id for o, _ in self._writing]
                 logger.exception("autotask: could not finish runs %s", ids)
             finally:
+                self.written += len(self._writing)
                 for _, written in self._writing:
                     if not written.done():
                         written.set_result(None)
@@ -104,6 +106,8 @@ class Completer:
             await self._write([outcome])
         except Exception:
             logger.exception("autotask: could not finish run %s", outcome.run_id)
+        finally:
+            self.written += 1
 
     async def _write(self, outcomes: Sequence[Outcome], *, last_resort: bool = False) -> None:
         try:
@@ -131,16 +135,7 @@ class Completer:
 
         Only connection trouble is retried: an error about the data would fail every time.
         """
-        params = {
-            "ids": [o.run_id for o in outcomes],
-            "statuses": [str(o.status) for o in outcomes],
-            "results": [o.result for o in outcomes],
-            "errors": [o.error for o in outcomes],
-            "ttls": [o.ttl for o in outcomes],
-            "delays": [o.delay for o in outcomes],
-            "postponed": [o.postponed for o in outcomes],
-            "worker_id": self._worker_id,
-        }
+        params = runs.write_params(outcomes, self._worker_id)
         what = [o.run_id for o in outcomes]
         loop = asyncio.get_running_loop()
         for attempt in itertools.count(1):

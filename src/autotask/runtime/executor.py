@@ -21,12 +21,14 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
-from django.db import close_old_connections, connections
+from django.db import close_old_connections, connections, transaction
 from django.db.backends.signals import connection_created
+from django.dispatch import Signal
 
-from .. import registry, serialize
+from .. import conf, registry, serialize, signals
 from ..context import RunContext, enter, leave
 from ..exceptions import Postpone, TaskTimeout
+from ..status import TaskError
 from . import runs
 from .completer import Completer
 from .listener import Listener
@@ -70,6 +72,10 @@ class Executor:
         self._threads: DaemonThreadPool | None = None
         self._slot_freed: list[Callable[[], None]] = []
         self._left_behind = False
+
+    @property
+    def concurrency(self) -> int:
+        return self._concurrency
 
     @property
     def free_slots(self) -> int:
@@ -173,6 +179,12 @@ class Executor:
         if self._left_behind:  # it outlived shutdown; its run went back to waiting
             return
         await self._completer.finish(outcome)
+        task = registry.get(run.name)
+        if task is not None:
+            error = TaskError.from_json(json.loads(outcome.error) if outcome.error else None)
+            await _send(
+                signals.task_finished, task, run_id=run.id, status=outcome.status, error=error
+            )
         overrunning = self._overrunning.pop(run.id, None)
         if overrunning is not None:  # the slot is free only when the thread really is
             await asyncio.gather(overrunning, return_exceptions=True)
@@ -187,6 +199,7 @@ class Executor:
             return runs.given_up(run, task, exc)
         context = RunContext(run_id=run.id, name=run.name, attempt=run.attempts)
         self._contexts[run.id] = context
+        await _send(signals.task_started, task, run_id=run.id, attempt=run.attempts)
         timeout = task.timeout if task.timeout is not None else self._timeout
         try:
             if task.is_async:
@@ -304,15 +317,32 @@ class DaemonThreadPool(concurrent.futures.Executor):
                 future.set_exception(exc)
 
 
+async def _send(signal: Signal, task: Task[..., Any], **kwargs: Any) -> None:
+    """A receiver that raises is logged; it cannot fail or stall the run's bookkeeping."""
+    if not signal.has_listeners(task):
+        return
+    for receiver, response in await signal.asend_robust(task, **kwargs):
+        if isinstance(response, Exception):
+            logger.error(
+                "autotask: a receiver of a task signal failed (%r)",
+                receiver,
+                exc_info=(type(response), response, response.__traceback__),
+            )
+
+
 def _call_sync(
     task: Task[..., Any], args: list[Any], kwargs: dict[str, Any], context: RunContext
 ) -> str:
     """Run a plain task in a worker thread, as Django runs a request: connections checked around.
-    Its result is encoded here too, not on the loop, which a large one would hold up."""
+    Its result is encoded here too, not on the loop, which a large one would hold up; for an
+    ``atomic`` task inside the transaction, so a result that cannot be stored rolls it back."""
     token = enter(context)
     close_old_connections()
     try:
-        return serialize.dump_result(task.name, task.func(*args, **kwargs))
+        if not task.atomic:
+            return serialize.dump_result(task.name, task.func(*args, **kwargs))
+        with transaction.atomic(using=conf.database()):
+            return serialize.dump_result(task.name, task.func(*args, **kwargs))
     finally:
         close_old_connections()
         leave(token)

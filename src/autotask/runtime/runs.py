@@ -8,6 +8,8 @@ happens here, in one place, so every way a run can end is visible side by side.
 from __future__ import annotations
 
 import logging
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +60,20 @@ class Outcome:
     error: str | None = None  # TaskError JSON, for ERROR and for a retry
     delay: float = 0.0  # seconds until it is due again, when WAITING
     postponed: bool = False  # WAITING without the attempt counting against it
+
+
+def write_params(outcomes: Sequence[Outcome], worker_id: uuid.UUID) -> dict[str, Any]:
+    """The parameters of ``sql.RUN_SET_STATUS_IF_RUNNING_MANY`` for these outcomes."""
+    return {
+        "ids": [o.run_id for o in outcomes],
+        "statuses": [str(o.status) for o in outcomes],
+        "results": [o.result for o in outcomes],
+        "errors": [o.error for o in outcomes],
+        "ttls": [o.ttl for o in outcomes],
+        "delays": [o.delay for o in outcomes],
+        "postponed": [o.postponed for o in outcomes],
+        "worker_id": worker_id,
+    }
 
 
 def _ttl(task: Task[..., Any] | None) -> float:

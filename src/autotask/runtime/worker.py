@@ -65,7 +65,12 @@ class Worker:
             self._executor.on_slot_freed(self._on_slot_freed),
         ]
         self._serving = asyncio.create_task(self._serve(), name="autotask worker")
-        logger.info("autotask: worker %s serving %s", self.id, self._queues or "every queue")
+        logger.info(
+            "autotask: worker %s started: %d at once, serving %s",
+            self.id,
+            self._executor.concurrency,
+            ", ".join(self._queues) if self._queues else "every queue",
+        )
 
     async def stop(self, deadline: float) -> None:
         """Stop claiming. An in-flight claim is waited for (what it claimed is started), but
@@ -73,6 +78,7 @@ class Worker:
         same, the heartbeat's stop puts back what it took."""
         self._stopping = True
         self._wake.set()
+        logger.info("autotask: worker %s stopping", self.id)
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         if self._serving is None:
