@@ -20,7 +20,7 @@ def _autotask_objects() -> tuple[set[str], set[str]]:
 def test_migrate_to_zero_and_back() -> None:
     assert _autotask_objects() == (
         {"autotask_task_inserted", "autotask_task_updated"},
-        {"autotask_task", "autotask_worker", "autotask_schedule"},
+        {"autotask_task", "autotask_worker", "autotask_schedule", "autotask_queue"},
     )
     call_command("migrate", "autotask", "zero", verbosity=0)
     try:

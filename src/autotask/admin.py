@@ -44,7 +44,7 @@ from django.utils.timesince import timeuntil
 
 from . import conf, registry, store
 from .exceptions import ScheduleDoesNotExist
-from .models import Schedule, TaskRun, Worker
+from .models import Queue, Schedule, TaskRun, Worker
 from .status import RUNNING, TaskError
 
 # Counted exactly up to here (a LIMITed count reads at most this many index entries); beyond,
@@ -60,9 +60,10 @@ if TYPE_CHECKING:  # ModelAdmin is generic only in django-stubs, not at runtime
     _RunAdmin = admin.ModelAdmin[TaskRun]
     _ScheduleAdmin = admin.ModelAdmin[Schedule]
     _WorkerAdmin = admin.ModelAdmin[Worker]
+    _QueueAdmin = admin.ModelAdmin[Queue]
     _Paginator = Paginator[Any]
 else:
-    _RunAdmin = _ScheduleAdmin = _WorkerAdmin = admin.ModelAdmin
+    _RunAdmin = _ScheduleAdmin = _WorkerAdmin = _QueueAdmin = admin.ModelAdmin
     _Paginator = Paginator
 
 
@@ -194,7 +195,7 @@ class TaskRunAdmin(_RunAdmin):
     paginator = EstimatingPaginator
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER  # a facet is a count over every matching row
-    actions = ("retry", "cancel", "run_now")
+    actions = ("retry", "cancel", "run_now", "pause_queues")
     fieldsets = (
         (None, {"fields": ("id", "name", "queue", "status", "priority")}),
         ("Call", {"fields": ("arguments", "keyword_arguments", "return_value")}),
@@ -326,6 +327,52 @@ class TaskRunAdmin(_RunAdmin):
         due = store.run_now(ids)
         done = f"{_plural(len(due), 'run')} due now"
         _report(self, request, done, len(ids) - len(due), "not waiting for a later time")
+
+    @admin.action(description="Pause the queues of the selected runs", permissions=["change"])
+    def pause_queues(self, request: HttpRequest, queryset: QuerySet[TaskRun]) -> None:
+        names = sorted(set(queryset.values_list("queue", flat=True)))
+        for name in names:
+            store.pause_queue(name)
+        self.message_user(
+            request,
+            f"{_plural(len(names), 'queue')} paused ({', '.join(names)}): no process claims "
+            "their runs until they are resumed (under Queues).",
+            messages.SUCCESS,
+        )
+
+
+@admin.register(Queue)
+class QueueAdmin(_QueueAdmin):
+    """Queues paused (or resumed) by hand; a queue with no row has never been paused."""
+
+    list_display = ("name", "paused", "changed_at")
+    list_filter = ("paused",)
+    ordering = ("name",)
+    actions = ("pause", "resume")
+    readonly_fields = ("name", "paused", "changed_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # pause a queue from the runs list, the command or pause_queue()
+
+    def has_change_permission(self, request: HttpRequest, obj: Queue | None = None) -> bool:
+        return obj is None and super().has_change_permission(request)
+
+    @admin.action(description="Pause the selected queues", permissions=["change"])
+    def pause(self, request: HttpRequest, queryset: QuerySet[Queue]) -> None:
+        self._set_paused(request, queryset, paused=True)
+
+    @admin.action(description="Resume the selected queues", permissions=["change"])
+    def resume(self, request: HttpRequest, queryset: QuerySet[Queue]) -> None:
+        self._set_paused(request, queryset, paused=False)
+
+    def _set_paused(self, request: HttpRequest, queryset: QuerySet[Queue], *, paused: bool) -> None:
+        names = list(queryset.filter(paused=not paused).values_list("name", flat=True))
+        for name in names:
+            (store.pause_queue if paused else store.resume_queue)(name)
+        why = "already paused" if paused else "not paused"
+        word = "paused" if paused else "resumed"
+        changed = f"{_plural(len(names), 'queue')} {word}"
+        _report(self, request, changed, queryset.count() - len(names), why)
 
 
 @admin.register(Schedule)

@@ -25,6 +25,7 @@ class QueueHealth:
     due: int  # waiting runs whose time has come
     oldest_due_seconds: float | None  # how long the oldest of those has waited
     served: bool  # by at least one live worker
+    paused: bool  # by pause_queue(): its runs wait on purpose
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +55,7 @@ class Health:
                     "due": q.due,
                     "oldest_due_seconds": q.oldest_due_seconds,
                     "served": q.served,
+                    "paused": q.paused,
                 }
                 for q in self.queues
             ],
@@ -76,25 +78,28 @@ class Health:
 
 def health(max_due_age: float = DEFAULT_MAX_DUE_AGE) -> Health:
     """The state of autotask as the database tells it, read through Django's connection."""
-    return _judge(store.run_counts(), store.workers(), store.schedules(), max_due_age)
+    paused = {q.name for q in store.queues() if q.paused}
+    return _judge(store.run_counts(), store.workers(), store.schedules(), paused, max_due_age)
 
 
 async def ahealth(max_due_age: float = DEFAULT_MAX_DUE_AGE) -> Health:
-    counts, workers, schedules = await asyncio.gather(
-        store.arun_counts(), store.aworkers(), store.aschedules()
+    counts, workers, schedules, queues = await asyncio.gather(
+        store.arun_counts(), store.aworkers(), store.aschedules(), store.aqueues()
     )
-    return _judge(counts, workers, schedules, max_due_age)
+    paused = {q.name for q in queues if q.paused}
+    return _judge(counts, workers, schedules, paused, max_due_age)
 
 
 def _judge(
     counts: list[QueueCount],
     workers: list[WorkerRecord],
     schedules: list[ScheduleRecord],
+    paused: set[str],
     max_due_age: float,
 ) -> Health:
     timeout = conf.get().worker_timeout
     live = [w for w in workers if w.heartbeat_age <= timeout]
-    by_status: dict[str, dict[Status, int]] = {}
+    by_status: dict[str, dict[Status, int]] = {name: dict.fromkeys(Status, 0) for name in paused}
     waiting: dict[str, QueueCount] = {}
     for count in counts:
         by_status.setdefault(count.queue, dict.fromkeys(Status, 0))[count.status] = count.count
@@ -107,6 +112,7 @@ def _judge(
             due=waiting[name].due if name in waiting else 0,
             oldest_due_seconds=waiting[name].oldest_due_seconds if name in waiting else None,
             served=any(w.queues is None or name in w.queues for w in live),
+            paused=name in paused,
         )
         for name, statuses in sorted(by_status.items())
     ]
@@ -124,6 +130,8 @@ def _judge(
 def _problems(queues: list[QueueHealth], max_due_age: float) -> list[str]:
     problems = []
     for queue in queues:
+        if queue.paused:  # its runs wait on purpose
+            continue
         if queue.due and not queue.served:
             problems.append(f"queue {queue.name!r} has {queue.due} due run(s) and no live worker")
         elif queue.oldest_due_seconds is not None and queue.oldest_due_seconds > max_due_age:

@@ -151,3 +151,19 @@ class Schedule(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.spec})"
+
+
+class Queue(models.Model):
+    """A queue that was paused (or resumed) by hand; queues need no row to exist."""
+
+    name = models.CharField(max_length=100, primary_key=True)
+    paused = models.BooleanField(
+        default=False, db_default=False, help_text="Paused: its runs wait, none is claimed."
+    )
+    changed_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        db_table = "autotask_queue"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({'paused' if self.paused else 'running'})"

@@ -21,7 +21,7 @@ import psycopg
 from django.db import DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from . import conf, runtime, sql
+from . import conf, options, runtime, sql
 from .exceptions import NotMigrated, RunDoesNotExist, ScheduleDoesNotExist, is_missing_table
 from .runtime.runs import ClaimedRun, Outcome, write_params
 from .status import Status, TaskError
@@ -142,12 +142,12 @@ def _fetchall(statement: str, params: Params) -> list[tuple[Any, ...]]:
         return list(cursor.fetchall())
 
 
-async def _afetchone(statement: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
+async def _afetchone(statement: str, params: Params) -> tuple[Any, ...] | None:
     with _tables_required():
         return await runtime.get().fetchone(statement, params)
 
 
-async def _afetchall(statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+async def _afetchall(statement: str, params: Params) -> list[tuple[Any, ...]]:
     with _tables_required():
         return await runtime.get().fetchall(statement, params)
 
@@ -428,6 +428,56 @@ def workers() -> list[WorkerRecord]:
 
 async def aworkers() -> list[WorkerRecord]:
     return [_worker_record(row) for row in await _afetchall(sql.WORKER_SELECT_ALL, [])]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRecord:
+    """A queue as ``queues()`` sees it: paused or not, and its waiting and running runs."""
+
+    name: str
+    paused: bool
+    changed_at: datetime | None  # when it was last paused or resumed; None: never
+    waiting: int = 0
+    running: int = 0
+
+
+def _queue_name(name: str) -> str:
+    return options.text(name, "queue", options.MAX_QUEUE)
+
+
+def _queue(row: Sequence[Any] | None) -> QueueRecord:
+    assert row is not None  # an upsert always returns its row
+    return QueueRecord(row[0], row[1], row[2])
+
+
+def pause_queue(name: str) -> QueueRecord:
+    """Claim no more runs of this queue, in any process (running ones finish; enqueueing
+    still works: its runs wait). Kept in the database, so it survives restarts."""
+    return _queue(_fetchone(sql.QUEUE_SET_PAUSED, {"name": _queue_name(name), "paused": True}))
+
+
+def resume_queue(name: str) -> QueueRecord:
+    """Claim this queue's runs again; its workers are woken at once."""
+    return _queue(_fetchone(sql.QUEUE_SET_PAUSED, {"name": _queue_name(name), "paused": False}))
+
+
+async def apause_queue(name: str) -> QueueRecord:
+    params = {"name": _queue_name(name), "paused": True}
+    return _queue(await _afetchone(sql.QUEUE_SET_PAUSED, params))
+
+
+async def aresume_queue(name: str) -> QueueRecord:
+    params = {"name": _queue_name(name), "paused": False}
+    return _queue(await _afetchone(sql.QUEUE_SET_PAUSED, params))
+
+
+def queues() -> list[QueueRecord]:
+    """Queues that are paused, were, or have runs waiting or running, by name."""
+    return [QueueRecord(*row) for row in _fetchall(sql.QUEUE_SELECT_ALL, [])]
+
+
+async def aqueues() -> list[QueueRecord]:
+    return [QueueRecord(*row) for row in await _afetchall(sql.QUEUE_SELECT_ALL, [])]
 
 
 def schedules() -> list[ScheduleRecord]:
