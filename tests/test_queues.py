@@ -4,9 +4,6 @@ and pausing survives restarts; the API twins, the command, the admin action and 
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
 
 import pytest
@@ -17,8 +14,8 @@ import autotask
 from autotask import DONE, RUNNING, WAITING, InvalidTaskOptions, runtime, store
 from autotask.models import Queue, TaskRun
 from tests.app.tasks import add, slow
-from tests.conftest import database_conninfo, wait_until
-from tests.integration.processes import ROOT
+from tests.conftest import wait_until
+from tests.integration.processes import manage
 
 pytestmark = pytest.mark.usefixtures("transactional_db")
 
@@ -78,33 +75,17 @@ def test_a_bad_queue_name_is_refused_before_any_sql(name: str) -> None:
     assert not Queue.objects.exists()
 
 
-def _manage(*args: str) -> subprocess.CompletedProcess[str]:
-    environ = {
-        **os.environ,
-        "DATABASE_URL": database_conninfo(),
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "django", *args, "--settings=tests.settings"],
-        cwd=ROOT,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 def test_the_command_pauses_resumes_and_lists() -> None:
     add.using(queue="mail")(1, 1)
-    paused = _manage("autotask_queue", "pause", "mail")
+    paused = manage("autotask_queue", "pause", "mail")
     assert paused.returncode == 0 and "queue 'mail' paused" in paused.stdout
     assert Queue.objects.get(name="mail").paused
-    listed = _manage("autotask_queue", "list")
+    listed = manage("autotask_queue", "list")
     assert "mail  paused   1 waiting  0 running" in listed.stdout
-    resumed = _manage("autotask_queue", "resume", "mail")
+    resumed = manage("autotask_queue", "resume", "mail")
     assert resumed.returncode == 0 and "queue 'mail' resumed" in resumed.stdout
     assert not Queue.objects.get(name="mail").paused
-    missing = _manage("autotask_queue", "pause")
+    missing = manage("autotask_queue", "pause")
     assert missing.returncode == 1 and "pause needs a queue name" in missing.stderr
 
 

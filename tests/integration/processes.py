@@ -32,6 +32,24 @@ def start_worker_process(log: Path, **env: str) -> subprocess.Popen[bytes]:
     )
 
 
+def manage(*args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
+    """``manage.py <args>`` with tests.settings against the test database, run to its end."""
+    environ = {
+        **os.environ,
+        "DATABASE_URL": database_conninfo(),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        **env,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "django", *args, "--settings=tests.settings"],
+        cwd=ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def stop(processes: list[subprocess.Popen[bytes]]) -> list[int]:
     """SIGTERM every process still alive, and their exit codes (SIGKILLed ones: -9)."""
     for process in processes:

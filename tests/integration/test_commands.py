@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -17,26 +15,9 @@ from autotask import health
 from autotask.models import TaskRun
 from tests.app.tasks import add, fail, noop
 from tests.conftest import database_conninfo, wait_until
-from tests.integration.processes import ROOT
+from tests.integration.processes import manage
 
 pytestmark = pytest.mark.usefixtures("transactional_db")
-
-
-def _manage(*args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
-    environ = {
-        **os.environ,
-        "DATABASE_URL": database_conninfo(),
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-        **env,
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "django", *args, "--settings=tests.settings"],
-        cwd=ROOT,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def _live_worker_row(queues: list[str] | None) -> uuid.UUID:
@@ -115,11 +96,11 @@ def test_a_due_run_waiting_too_long_is_a_problem() -> None:
 
 def test_autotask_health_exits_1_when_unhealthy_and_0_when_healthy() -> None:
     add(1, 1)
-    unhealthy = _manage("autotask_health")
+    unhealthy = manage("autotask_health")
     assert unhealthy.returncode == 1, unhealthy.stderr
     assert "UNHEALTHY: queue 'default' has 1 due run(s) and no live worker" in unhealthy.stdout
     _live_worker_row(None)
-    healthy = _manage("autotask_health", "--json")
+    healthy = manage("autotask_health", "--json")
     assert healthy.returncode == 0, healthy.stdout + healthy.stderr
     report = json.loads(healthy.stdout)
     assert report["healthy"] is True and report["problems"] == []
@@ -128,7 +109,7 @@ def test_autotask_health_exits_1_when_unhealthy_and_0_when_healthy() -> None:
 
 
 def test_autotask_health_refuses_a_bad_threshold() -> None:
-    done = _manage("autotask_health", "--max-due-age", "0")
+    done = manage("autotask_health", "--max-due-age", "0")
     assert done.returncode == 1
     assert "--max-due-age must be a number of seconds above 0" in done.stderr
 
@@ -145,16 +126,16 @@ def test_autotask_prune_deletes_what_it_is_told_and_dry_run_deletes_nothing(work
             "UPDATE autotask_task SET finished_at = now() - interval '1 hour' "
             "WHERE status IN ('done', 'error')"
         )
-    dry = _manage("autotask_prune", "--older-than", "60", "--status", "error", "--dry-run")
+    dry = manage("autotask_prune", "--older-than", "60", "--status", "error", "--dry-run")
     assert dry.returncode == 0 and "would delete 1 run(s) (error)" in dry.stdout
     assert TaskRun.objects.count() == 5
-    expired = _manage("autotask_prune")  # by ttl: none has expired
+    expired = manage("autotask_prune")  # by ttl: none has expired
     assert expired.returncode == 0 and "deleted 0 run(s)" in expired.stdout
-    pruned = _manage("autotask_prune", "--older-than", "60", "--status", "done")
+    pruned = manage("autotask_prune", "--older-than", "60", "--status", "done")
     assert pruned.returncode == 0 and "deleted 3 run(s) (done)" in pruned.stdout
     assert set(TaskRun.objects.values_list("pk", flat=True)) == {failed.id, waiting.id}
     assert not TaskRun.objects.filter(pk__in=[d.id for d in done]).exists()
-    wrong = _manage("autotask_prune", "--status", "waiting")
+    wrong = manage("autotask_prune", "--status", "waiting")
     assert wrong.returncode == 1 and "--status takes finished statuses" in wrong.stderr
 
 
@@ -164,7 +145,7 @@ def test_autotask_prune_deletes_what_it_is_told_and_dry_run_deletes_nothing(work
 def test_autotask_worker_stops_after_max_tasks_and_says_what_it_serves() -> None:
     for _ in range(3):
         noop()
-    done = _manage("autotask_worker", "--max-tasks", "3", "--concurrency", "2", timeout=60)
+    done = manage("autotask_worker", "--max-tasks", "3", "--concurrency", "2", timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "autotask worker started: 2 at once, serving every queue" in done.stdout
     assert "stopping (3 task(s) done)" in done.stdout
@@ -175,7 +156,7 @@ def test_autotask_worker_serves_only_its_queues_and_stops_after_its_duration() -
     mail = add.using(queue="mail")(1, 1)
     other = add(2, 2)
     started = time.monotonic()
-    done = _manage("autotask_worker", "--queues", "mail", "--duration", "3", timeout=60)
+    done = manage("autotask_worker", "--queues", "mail", "--duration", "3", timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     assert time.monotonic() - started >= 3
     assert "serving mail" in done.stdout and "stopping (3 s passed)" in done.stdout
@@ -193,7 +174,7 @@ def test_autotask_worker_serves_only_its_queues_and_stops_after_its_duration() -
     ],
 )
 def test_autotask_worker_refuses_bad_options(option: list[str], message: str) -> None:
-    done = _manage("autotask_worker", *option)
+    done = manage("autotask_worker", *option)
     assert done.returncode == 1 and message in done.stderr
 
 
@@ -203,7 +184,7 @@ def test_autotask_worker_before_migrate_says_so_in_one_line(tmp_path: Path) -> N
         cursor.execute(f"DROP DATABASE IF EXISTS {name}")
         cursor.execute(f"CREATE DATABASE {name}")
     try:
-        done = _manage("autotask_worker", DATABASE_URL=database_conninfo(dbname=name))
+        done = manage("autotask_worker", DATABASE_URL=database_conninfo(dbname=name))
     finally:
         with connection.cursor() as cursor:
             cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
