@@ -99,3 +99,20 @@ def test_retry_and_run_now_change_only_runs_in_the_state_they_name(settings, sta
     assert store.run_now([later.id, done.id]) == [later.id]
     assert later.wait(10).result == 4  # woken by the NOTIFY, not by the 60 s poll
     assert store.estimated_run_count() >= -1
+
+
+@pytest.mark.django_db
+def test_retry_keeps_one_pending_run_per_unique_key() -> None:
+    from autotask.models import TaskRun as Run
+
+    def failed_run(key: str) -> int:
+        run = add.using(unique_key=key)(1, 1)
+        Run.objects.filter(pk=run.id).update(status="error")
+        return run.id
+
+    first, second = failed_run("k"), failed_run("k")  # both failed: no conflict while failed
+    assert store.retry_runs([first, second]) == [first]  # one per key, not a refused statement
+    assert store.retry_runs([second]) == []  # the first waits again with that key
+    third = failed_run("other")
+    add.using(unique_key="other")(2, 2)  # a pending run holds the key
+    assert store.retry_runs([third]) == []

@@ -18,6 +18,7 @@ import asyncio
 import dataclasses
 import functools
 import inspect
+import logging
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -70,6 +71,8 @@ else:  # Django 5.2: the backport, the same API under another name
     from django_tasks.utils import normalize_json
 
 __all__ = ["AutotaskBackend", "Task", "task"]
+
+logger = logging.getLogger("autotask")
 
 # autotask's statuses as Django's. A cancelled run never ran to its end: FAILED, with no error.
 _STATUSES: dict[Status, Any] = {
@@ -156,7 +159,7 @@ class AutotaskBackend(BaseTaskBackend):
         call_args, call_kwargs = _normalized(args, kwargs)
         handle = _for_call(task)(*call_args, **call_kwargs)
         result = _result_of_handle(task, handle, call_args, call_kwargs)
-        task_enqueued.send(type(self), task_result=result)
+        _log_failed(task_enqueued.send_robust(type(self), task_result=result))
         return result
 
     async def aenqueue(
@@ -168,7 +171,7 @@ class AutotaskBackend(BaseTaskBackend):
         call_args, call_kwargs = _normalized(args, kwargs)
         handle = await _for_call(task).defer(*call_args, **call_kwargs)
         result = _result_of_handle(task, handle, call_args, call_kwargs)
-        task_enqueued.send(type(self), task_result=result)
+        _log_failed(await task_enqueued.asend_robust(type(self), task_result=result))
         return result
 
     def get_result(self, result_id: str) -> Any:
@@ -243,17 +246,34 @@ def _caller(task: DjangoTask[..., Any]) -> Callable[..., Any]:
     if inspect.iscoroutinefunction(task.func):
 
         async def call_async(*args: Any, **kwargs: Any) -> Any:
-            running = _running(*await store.afetch_run_call(current().run_id))
-            with _signalled(running) as call:
-                return normalize_json(await call(*args, **kwargs))
+            attempt = _Attempt(*await store.afetch_run_call(current().run_id))
+            # asend: a plain receiver runs in a thread, not on the runtime's loop.
+            _log_failed(await task_started.asend_robust(attempt.sender, task_result=attempt.result))
+            try:
+                value = normalize_json(await attempt.function(*args, **kwargs))
+            except BaseException as exc:
+                if attempt.finished(exc):  # sent from the except block, for sys.exc_info()
+                    _log_failed(await task_finished.asend_robust(attempt.sender, **attempt.sent))
+                raise
+            attempt.finished(None)
+            _log_failed(await task_finished.asend_robust(attempt.sender, **attempt.sent))
+            return value
 
         caller: Callable[..., Any] = call_async
     else:
 
         def call_sync(*args: Any, **kwargs: Any) -> Any:
-            running = _running(*store.fetch_run_call(current().run_id))
-            with _signalled(running) as call:
-                return normalize_json(call(*args, **kwargs))
+            attempt = _Attempt(*store.fetch_run_call(current().run_id))
+            _log_failed(task_started.send_robust(attempt.sender, task_result=attempt.result))
+            try:
+                value = normalize_json(attempt.function(*args, **kwargs))
+            except BaseException as exc:
+                if attempt.finished(exc):  # sent from the except block, for sys.exc_info()
+                    _log_failed(task_finished.send_robust(attempt.sender, **attempt.sent))
+                raise
+            attempt.finished(None)
+            _log_failed(task_finished.send_robust(attempt.sender, **attempt.sent))
+            return value
 
         caller = call_sync
     functools.update_wrapper(caller, task.func)
@@ -262,50 +282,54 @@ def _caller(task: DjangoTask[..., Any]) -> Callable[..., Any]:
     return caller
 
 
-class _signalled:
-    """Around one attempt: ``task_started`` before, ``task_finished`` after the last attempt
-    (a failure's from inside the ``except`` block, where Django's log receiver reads
-    ``sys.exc_info()``). A failure that will be tried again is no finish."""
+class _Attempt:
+    """One attempt of a Django task, as its signals tell it: ``task_started`` before it,
+    ``task_finished`` after the last one (a failure that will be tried again is no finish, and
+    one the runtime ends, by a timeout, cancel or shutdown, is the runtime's to tell). Receivers
+    are sent to robustly: one that raises is logged, and cannot fail a run that succeeded."""
 
-    def __init__(self, running: Any) -> None:
-        self._result = running
-        self._task = running.task
+    def __init__(self, record: store.RunRecord, args: list[Any], kwargs: dict[str, Any]) -> None:
+        self.result = _running(record, args, kwargs)
+        self._max_attempts = record.max_attempts  # the row's: a manual retry starts afresh
+        task = self.result.task
+        self.sender = type(task_backends[task.backend])
+        self.function: Callable[..., Any] = task.func
+        if task.takes_context:
+            self.function = functools.partial(task.func, TaskContext(task_result=self.result))
 
-    def __enter__(self) -> Callable[..., Any]:
-        task_started.send(type(self._backend()), task_result=self._result)
-        if self._task.takes_context:
-            return functools.partial(self._task.func, TaskContext(task_result=self._result))
-        return self._task.func  # type: ignore[no-any-return]
+    @property
+    def sent(self) -> dict[str, Any]:
+        return {"task_result": self.result}
 
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any
-    ) -> None:
+    def finished(self, exc: BaseException | None) -> bool:
+        """Record how the attempt ended; whether that is the run's finish."""
         now = timezone.now()
         if exc is None:
-            # The return value is known only to the caller; the signal carries the state.
-            _set(self._result, status=TaskResultStatus.SUCCESSFUL, finished_at=now)
-            task_finished.send(type(self._backend()), task_result=self._result)
-            return
-        if isinstance(exc, asyncio.CancelledError) or not _is_last_attempt(self._result, exc):
-            return  # cancelled by the runtime (timeout, cancel, shutdown): its outcome, not ours
-        error = AutotaskError.from_exception(exc)
-        errors = [*self._result.errors, _django_error(error)]
-        _set(self._result, status=TaskResultStatus.FAILED, finished_at=now, errors=errors)
-        task_finished.send(type(self._backend()), task_result=self._result)
-
-    def _backend(self) -> BaseTaskBackend:
-        return task_backends[self._task.backend]
-
-
-def _is_last_attempt(result: Any, exc: BaseException) -> bool:
-    if isinstance(exc, Postpone):
-        return False
-    runnable = registry.get(result.task.module_path)
-    if runnable is None:
+            _set(self.result, status=TaskResultStatus.SUCCESSFUL, finished_at=now)
+            return True
+        if isinstance(exc, asyncio.CancelledError) or not self._is_last(exc):
+            return False
+        errors = [*self.result.errors, _django_error(AutotaskError.from_exception(exc))]
+        _set(self.result, status=TaskResultStatus.FAILED, finished_at=now, errors=errors)
         return True
-    if runnable.retry_on and not isinstance(exc, runnable.retry_on):
-        return True
-    return bool(current().attempt >= runnable.retries + 1)
+
+    def _is_last(self, exc: BaseException) -> bool:
+        if isinstance(exc, Postpone):
+            return False
+        runnable = registry.get(self.result.task.module_path)
+        if runnable is not None and runnable.retry_on and not isinstance(exc, runnable.retry_on):
+            return True
+        return current().attempt >= self._max_attempts
+
+
+def _log_failed(responses: list[tuple[Any, Any]]) -> None:
+    for receiver, response in responses:
+        if isinstance(response, Exception):
+            logger.error(
+                "autotask: a receiver of a django.tasks signal failed (%r)",
+                receiver,
+                exc_info=(type(response), response, response.__traceback__),
+            )
 
 
 # --- rows as Django's TaskResult ---

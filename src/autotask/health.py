@@ -1,8 +1,9 @@
 """``autotask.health()``: what a person or a probe needs to tell whether tasks are being run.
 
 Counts per queue and status, the oldest due run's wait, the workers and their heartbeats, the
-leader, and the next schedule runs, read in three statements; and the problems found in them,
-so that ``manage.py autotask_health`` (a container probe) and the future monitor judge alike.
+leader, the next schedule runs and the paused queues, read in four statements; and the
+problems found in them, so that ``manage.py autotask_health`` (a container probe) and the
+future monitor judge alike.
 """
 
 from __future__ import annotations

@@ -81,10 +81,17 @@ WHERE id = %s AND status = 'running'
 # notification per distinct queue).
 RUN_SET_WAITING_IF_FAILED_MANY = """
 WITH retried AS (
-    UPDATE autotask_task
+    UPDATE autotask_task AS t
     SET status = 'waiting', attempts = 0, run_at = now(), started_at = NULL,
         finished_at = NULL, expires_at = NULL, worker_id = NULL, error = NULL
-    WHERE id = ANY(%s) AND status IN ('error', 'cancelled')
+    WHERE id = ANY(%(ids)s) AND status IN ('error', 'cancelled')
+      -- A unique run waits again only if no run with its key waits or runs (the partial
+      -- unique index would refuse the whole statement), and only one per key.
+      AND (unique_key IS NULL OR (
+          NOT EXISTS (SELECT 1 FROM autotask_task AS o WHERE o.unique_key = t.unique_key
+                      AND o.status IN ('waiting', 'running'))
+          AND id = (SELECT min(s.id) FROM autotask_task AS s WHERE s.id = ANY(%(ids)s)
+                    AND s.unique_key = t.unique_key AND s.status IN ('error', 'cancelled'))))
     RETURNING id, queue
 )
 SELECT id, pg_notify('autotask', queue) FROM retried

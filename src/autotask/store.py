@@ -301,11 +301,12 @@ def write_outcomes(outcomes: Sequence[Outcome], worker_id: uuid.UUID) -> list[in
 def retry_runs(run_ids: Sequence[int]) -> list[int]:
     """Failed or cancelled runs wait again with all their attempts; the ids that did (a run
     in any other state is left alone). The NOTIFY wakes a worker at commit."""
-    return [row[0] for row in _fetchall(sql.RUN_SET_WAITING_IF_FAILED_MANY, [list(run_ids)])]
+    rows = _fetchall(sql.RUN_SET_WAITING_IF_FAILED_MANY, {"ids": list(run_ids)})
+    return [row[0] for row in rows]
 
 
 async def aretry_runs(run_ids: Sequence[int]) -> list[int]:
-    rows = await _afetchall(sql.RUN_SET_WAITING_IF_FAILED_MANY, [list(run_ids)])
+    rows = await _afetchall(sql.RUN_SET_WAITING_IF_FAILED_MANY, {"ids": list(run_ids)})
     return [row[0] for row in rows]
 
 

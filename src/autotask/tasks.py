@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import inspect
 import json
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
@@ -29,6 +30,8 @@ from .deferred import Deferred
 from .exceptions import InvalidTaskOptions, TaskNotRegistered
 from .handles import AsyncTaskHandle, TaskHandle
 from .schedule import Cron, Every, Schedule, seed_cron, zone
+
+logger = logging.getLogger("autotask")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -104,12 +107,12 @@ class Task(Generic[P, R]):
             )
         record, transaction = store.insert_run(self._new_run(args, kwargs))
         if conf.eager():  # run here and now, in the caller's transaction
-            testing.run_now(record.id)
+            testing.run_eagerly(record.id)
             handle = TaskHandle(store.fetch_run(record.id))
         else:
             wsgi.enqueued()
             handle = TaskHandle(record, enqueued_by=transaction)
-        signals.task_enqueued.send(sender=self, handle=handle)
+        _log_failed(signals.task_enqueued.send_robust(sender=self, handle=handle))
         return handle
 
     def defer(self, *args: P.args, **kwargs: P.kwargs) -> Deferred[AsyncTaskHandle]:
@@ -122,10 +125,10 @@ class Task(Generic[P, R]):
     async def _defer(self, new_run: store.NewRun) -> AsyncTaskHandle:
         record = await store.ainsert_run(new_run)
         if conf.eager():  # committed already: run it in a thread, through Django's connection
-            await sync_to_async(testing.run_now_in_thread, thread_sensitive=False)(record.id)
+            await sync_to_async(testing.run_eagerly_in_thread, thread_sensitive=False)(record.id)
             record = await store.afetch_run(record.id)
         handle = AsyncTaskHandle(record)
-        await signals.task_enqueued.asend(sender=self, handle=handle)
+        _log_failed(await signals.task_enqueued.asend_robust(sender=self, handle=handle))
         return handle
 
     def delay(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
@@ -211,6 +214,18 @@ _CELERY_REFUSED = {
     "headers": "a run stores only its arguments",
     "shadow": "a run is named by its task (@task(name=...))",
 }
+
+
+def _log_failed(responses: list[tuple[Any, Any]]) -> None:
+    """A receiver that raises must not fail an enqueue that is stored already (a caller
+    outside ``atomic()`` would enqueue again)."""
+    for receiver, response in responses:
+        if isinstance(response, Exception):
+            logger.error(
+                "autotask: a receiver of task_enqueued failed (%r)",
+                receiver,
+                exc_info=(type(response), response, response.__traceback__),
+            )
 
 
 def _positional_names(

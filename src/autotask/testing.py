@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Sequence
 
 from asgiref.sync import async_to_sync
-from django.db import close_old_connections
+from django.db import close_old_connections, transaction
 
 from . import conf, registry, serialize, store
 from .context import RunContext, enter, leave
@@ -48,7 +48,7 @@ def run_pending(*, queues: Sequence[str] | None = None, limit: int = DEFAULT_LIM
     return ran
 
 
-def run_now(run_id: int) -> bool:
+def run_eagerly(run_id: int) -> bool:
     """Run the waiting run ``run_id`` at once, here, due or not (AUTOTASK_EAGER); whether it
     was waiting."""
     worker_id = uuid.uuid4()
@@ -59,12 +59,12 @@ def run_now(run_id: int) -> bool:
     return True
 
 
-def run_now_in_thread(run_id: int) -> bool:
-    """``run_now`` for async code's sake, in a thread of its own whose connection is dealt
+def run_eagerly_in_thread(run_id: int) -> bool:
+    """``run_eagerly`` for async code's sake, in a thread of its own whose connection is dealt
     with as after a request (a thread-sensitive call could take the caller's connection)."""
     close_old_connections()
     try:
-        return run_now(run_id)
+        return run_eagerly(run_id)
     finally:
         close_old_connections()
 
@@ -84,11 +84,16 @@ def _outcome(run: ClaimedRun) -> Outcome:
         return runs.given_up(run, task, exc)
     token = enter(RunContext(run_id=run.id, name=run.name, attempt=run.attempts))
     try:
-        if task.is_async:
-            value = async_to_sync(task.func)(*args, **kwargs)
-        else:
-            value = task.func(*args, **kwargs)
-        return runs.done(run, task, serialize.dump_result(task.name, value))
+        # A savepoint: a task whose query fails (an IntegrityError) must not break the test's
+        # transaction, in which its outcome is still to be written. So a failing run's writes
+        # roll back here, as under the runtime only an atomic=True task's do.
+        with transaction.atomic(using=conf.database()):
+            if task.is_async:
+                value = async_to_sync(task.func)(*args, **kwargs)
+            else:
+                value = task.func(*args, **kwargs)
+            result = serialize.dump_result(task.name, value)
+        return runs.done(run, task, result)
     except Postpone as postpone:
         return runs.postponed(run, task, postpone)
     except KeyboardInterrupt:  # the person running the tests wants them to stop
@@ -99,4 +104,4 @@ def _outcome(run: ClaimedRun) -> Outcome:
         leave(token)
 
 
-__all__ = ["DEFAULT_LIMIT", "run_now", "run_now_in_thread", "run_pending"]
+__all__ = ["DEFAULT_LIMIT", "run_eagerly", "run_eagerly_in_thread", "run_pending"]

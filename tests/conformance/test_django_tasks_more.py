@@ -443,3 +443,18 @@ def test_stop_waits_for_a_running_task_and_it_succeeds(start_worker) -> None:
     stopping.join(timeout=15)
     result.refresh()
     assert result.status == TaskResultStatus.SUCCESSFUL and result.return_value == 1.0
+
+
+def test_a_receiver_that_raises_fails_neither_the_enqueue_nor_the_run(worker: None) -> None:
+    def broken(sender: Any, **kwargs: Any) -> None:
+        raise RuntimeError("receiver broke")
+
+    for signal in (task_enqueued, task_started, task_finished):
+        signal.connect(broken)
+    try:
+        result = _finished(t.calculate_meaning_of_life.enqueue())
+    finally:
+        for signal in (task_enqueued, task_started, task_finished):
+            signal.disconnect(broken)
+    assert (result.status, result.return_value) == (TaskResultStatus.SUCCESSFUL, 42)
+    assert len(result.worker_ids) == 1  # one attempt: the raising receiver caused no retry

@@ -223,7 +223,7 @@ class Pool:
 
 
 async def _execute_alone(statement: str, params: Params) -> int:
-    kwargs = {**connection_kwargs(), "autocommit": True}
+    kwargs = {**connection_kwargs(purpose="stop"), "autocommit": True}
     async with await psycopg.AsyncConnection.connect(**kwargs) as conn:
         return (await conn.execute(statement, params)).rowcount
 

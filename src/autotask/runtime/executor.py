@@ -174,15 +174,21 @@ class Executor:
         for callback in list(self._slot_freed):
             callback()
 
+    async def _send(self, signal: Signal, task: Task[..., Any], **kwargs: Any) -> None:
+        if not signal.has_listeners(task):
+            return
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._threads, _send_in_thread, signal, task, kwargs)
+
     async def _run(self, run: ClaimedRun) -> None:
         outcome = await self._outcome(run)
         if self._left_behind:  # it outlived shutdown; its run went back to waiting
             return
         await self._completer.finish(outcome)
         task = registry.get(run.name)
-        if task is not None:
+        if task is not None and signals.task_finished.has_listeners(task):
             error = TaskError.from_json(json.loads(outcome.error) if outcome.error else None)
-            await _send(
+            await self._send(
                 signals.task_finished, task, run_id=run.id, status=outcome.status, error=error
             )
         overrunning = self._overrunning.pop(run.id, None)
@@ -199,9 +205,10 @@ class Executor:
             return runs.given_up(run, task, exc)
         context = RunContext(run_id=run.id, name=run.name, attempt=run.attempts)
         self._contexts[run.id] = context
-        await _send(signals.task_started, task, run_id=run.id, attempt=run.attempts)
         timeout = task.timeout if task.timeout is not None else self._timeout
         try:
+            # Inside the try: a cancel that arrives while receivers run ends the run CANCELLED.
+            await self._send(signals.task_started, task, run_id=run.id, attempt=run.attempts)
             if task.is_async:
                 value = await _within(timeout, _call_async(task, args, kwargs, context))
                 result = serialize.dump_result(task.name, value)
@@ -317,17 +324,20 @@ class DaemonThreadPool(concurrent.futures.Executor):
                 future.set_exception(exc)
 
 
-async def _send(signal: Signal, task: Task[..., Any], **kwargs: Any) -> None:
-    """A receiver that raises is logged; it cannot fail or stall the run's bookkeeping."""
-    if not signal.has_listeners(task):
-        return
-    for receiver, response in await signal.asend_robust(task, **kwargs):
-        if isinstance(response, Exception):
-            logger.error(
-                "autotask: a receiver of a task signal failed (%r)",
-                receiver,
-                exc_info=(type(response), response, response.__traceback__),
-            )
+def _send_in_thread(signal: Signal, task: Task[..., Any], kwargs: dict[str, Any]) -> None:
+    """Receivers run as a sync task does: in a thread, connections checked around them, and
+    one that raises is logged: it cannot fail or stall the run's bookkeeping."""
+    close_old_connections()
+    try:
+        for receiver, response in signal.send_robust(task, **kwargs):
+            if isinstance(response, Exception):
+                logger.error(
+                    "autotask: a receiver of a task signal failed (%r)",
+                    receiver,
+                    exc_info=(type(response), response, response.__traceback__),
+                )
+    finally:
+        close_old_connections()
 
 
 def _call_sync(
