@@ -18,7 +18,6 @@ import asyncio
 import dataclasses
 import functools
 import inspect
-import logging
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +30,7 @@ from .conf import DEFAULT_TTL
 from .context import current
 from .exceptions import InvalidTaskOptions, Postpone, RunDoesNotExist
 from .handles import AsyncTaskHandle, TaskHandle
+from .signals import log_failures
 from .status import CANCELLED, DONE, ERROR, RUNNING, WAITING, Status
 from .status import TaskError as AutotaskError
 from .tasks import Task as AutotaskTask
@@ -71,8 +71,6 @@ else:  # Django 5.2: the backport, the same API under another name
     from django_tasks.utils import normalize_json
 
 __all__ = ["AutotaskBackend", "Task", "task"]
-
-logger = logging.getLogger("autotask")
 
 # autotask's statuses as Django's. A cancelled run never ran to its end: FAILED, with no error.
 _STATUSES: dict[Status, Any] = {
@@ -159,7 +157,7 @@ class AutotaskBackend(BaseTaskBackend):
         call_args, call_kwargs = _normalized(args, kwargs)
         handle = _for_call(task)(*call_args, **call_kwargs)
         result = _result_of_handle(task, handle, call_args, call_kwargs)
-        _log_failed(task_enqueued.send_robust(type(self), task_result=result))
+        log_failures(task_enqueued.send_robust(type(self), task_result=result))
         return result
 
     async def aenqueue(
@@ -171,7 +169,7 @@ class AutotaskBackend(BaseTaskBackend):
         call_args, call_kwargs = _normalized(args, kwargs)
         handle = await _for_call(task).defer(*call_args, **call_kwargs)
         result = _result_of_handle(task, handle, call_args, call_kwargs)
-        _log_failed(await task_enqueued.asend_robust(type(self), task_result=result))
+        log_failures(await task_enqueued.asend_robust(type(self), task_result=result))
         return result
 
     def get_result(self, result_id: str) -> Any:
@@ -248,15 +246,17 @@ def _caller(task: DjangoTask[..., Any]) -> Callable[..., Any]:
         async def call_async(*args: Any, **kwargs: Any) -> Any:
             attempt = _Attempt(*await store.afetch_run_call(current().run_id))
             # asend: a plain receiver runs in a thread, not on the runtime's loop.
-            _log_failed(await task_started.asend_robust(attempt.sender, task_result=attempt.result))
+            log_failures(
+                await task_started.asend_robust(attempt.sender, task_result=attempt.result)
+            )
             try:
                 value = normalize_json(await attempt.function(*args, **kwargs))
             except BaseException as exc:
                 if attempt.finished(exc):  # sent from the except block, for sys.exc_info()
-                    _log_failed(await task_finished.asend_robust(attempt.sender, **attempt.sent))
+                    log_failures(await task_finished.asend_robust(attempt.sender, **attempt.sent))
                 raise
             attempt.finished(None)
-            _log_failed(await task_finished.asend_robust(attempt.sender, **attempt.sent))
+            log_failures(await task_finished.asend_robust(attempt.sender, **attempt.sent))
             return value
 
         caller: Callable[..., Any] = call_async
@@ -264,15 +264,15 @@ def _caller(task: DjangoTask[..., Any]) -> Callable[..., Any]:
 
         def call_sync(*args: Any, **kwargs: Any) -> Any:
             attempt = _Attempt(*store.fetch_run_call(current().run_id))
-            _log_failed(task_started.send_robust(attempt.sender, task_result=attempt.result))
+            log_failures(task_started.send_robust(attempt.sender, **attempt.sent))
             try:
                 value = normalize_json(attempt.function(*args, **kwargs))
             except BaseException as exc:
                 if attempt.finished(exc):  # sent from the except block, for sys.exc_info()
-                    _log_failed(task_finished.send_robust(attempt.sender, **attempt.sent))
+                    log_failures(task_finished.send_robust(attempt.sender, **attempt.sent))
                 raise
             attempt.finished(None)
-            _log_failed(task_finished.send_robust(attempt.sender, **attempt.sent))
+            log_failures(task_finished.send_robust(attempt.sender, **attempt.sent))
             return value
 
         caller = call_sync
@@ -320,16 +320,6 @@ class _Attempt:
         if runnable is not None and runnable.retry_on and not isinstance(exc, runnable.retry_on):
             return True
         return current().attempt >= self._max_attempts
-
-
-def _log_failed(responses: list[tuple[Any, Any]]) -> None:
-    for receiver, response in responses:
-        if isinstance(response, Exception):
-            logger.error(
-                "autotask: a receiver of a django.tasks signal failed (%r)",
-                receiver,
-                exc_info=(type(response), response, response.__traceback__),
-            )
 
 
 # --- rows as Django's TaskResult ---

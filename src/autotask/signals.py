@@ -15,8 +15,25 @@ Django's own task signals instead, for Django's ``Task`` objects.)
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from django.dispatch import Signal
+
+logger = logging.getLogger("autotask")
 
 task_enqueued = Signal()
 task_started = Signal()
 task_finished = Signal()
+
+
+def log_failures(responses: list[tuple[Any, Any]]) -> None:
+    """Log each receiver that raised, from what ``send_robust`` (or ``asend_robust``) returned:
+    a receiver must not fail what it was told about (a stored enqueue, a finished run)."""
+    for receiver, response in responses:
+        if isinstance(response, Exception):
+            logger.error(
+                "autotask: a signal receiver failed (%r)",
+                receiver,
+                exc_info=(type(response), response, response.__traceback__),
+            )

@@ -14,7 +14,6 @@ import dataclasses
 import hashlib
 import inspect
 import json
-import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
@@ -30,8 +29,6 @@ from .deferred import Deferred
 from .exceptions import InvalidTaskOptions, TaskNotRegistered
 from .handles import AsyncTaskHandle, TaskHandle
 from .schedule import Cron, Every, Schedule, seed_cron, zone
-
-logger = logging.getLogger("autotask")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -112,7 +109,7 @@ class Task(Generic[P, R]):
         else:
             wsgi.enqueued()
             handle = TaskHandle(record, enqueued_by=transaction)
-        _log_failed(signals.task_enqueued.send_robust(sender=self, handle=handle))
+        signals.log_failures(signals.task_enqueued.send_robust(sender=self, handle=handle))
         return handle
 
     def defer(self, *args: P.args, **kwargs: P.kwargs) -> Deferred[AsyncTaskHandle]:
@@ -128,7 +125,7 @@ class Task(Generic[P, R]):
             await sync_to_async(testing.run_eagerly_in_thread, thread_sensitive=False)(record.id)
             record = await store.afetch_run(record.id)
         handle = AsyncTaskHandle(record)
-        _log_failed(await signals.task_enqueued.asend_robust(sender=self, handle=handle))
+        signals.log_failures(await signals.task_enqueued.asend_robust(sender=self, handle=handle))
         return handle
 
     def delay(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
@@ -214,18 +211,6 @@ _CELERY_REFUSED = {
     "headers": "a run stores only its arguments",
     "shadow": "a run is named by its task (@task(name=...))",
 }
-
-
-def _log_failed(responses: list[tuple[Any, Any]]) -> None:
-    """A receiver that raises must not fail an enqueue that is stored already (a caller
-    outside ``atomic()`` would enqueue again)."""
-    for receiver, response in responses:
-        if isinstance(response, Exception):
-            logger.error(
-                "autotask: a receiver of task_enqueued failed (%r)",
-                receiver,
-                exc_info=(type(response), response, response.__traceback__),
-            )
 
 
 def _positional_names(

@@ -329,13 +329,7 @@ def _send_in_thread(signal: Signal, task: Task[..., Any], kwargs: dict[str, Any]
     one that raises is logged: it cannot fail or stall the run's bookkeeping."""
     close_old_connections()
     try:
-        for receiver, response in signal.send_robust(task, **kwargs):
-            if isinstance(response, Exception):
-                logger.error(
-                    "autotask: a receiver of a task signal failed (%r)",
-                    receiver,
-                    exc_info=(type(response), response, response.__traceback__),
-                )
+        signals.log_failures(signal.send_robust(task, **kwargs))
     finally:
         close_old_connections()
 
