@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "autotask",
     "tests.app",
+    "tests.limited",
 ]
 # What the admin needs (tests/test_admin.py), and no more: other tests' requests go through it too.
 MIDDLEWARE = [

@@ -19,20 +19,31 @@ def _autotask_objects() -> tuple[set[str], set[str]]:
 @pytest.mark.django_db(transaction=True)
 def test_migrate_to_zero_and_back() -> None:
     assert _autotask_objects() == (
-        {"autotask_task_inserted", "autotask_task_updated"},
-        {"autotask_task", "autotask_worker", "autotask_schedule", "autotask_queue"},
+        {
+            "autotask_task_inserted",
+            "autotask_task_updated",
+            "autotask_task_slot_released",
+            "autotask_task_slot_released_deleted",
+        },
+        {
+            "autotask_task",
+            "autotask_worker",
+            "autotask_schedule",
+            "autotask_queue",
+            "autotask_slot",
+        },
     )
     call_command("migrate", "autotask", "zero", verbosity=0)
     try:
         assert _autotask_objects() == (set(), set())
         with connection.cursor() as cursor:
-            cursor.execute("SELECT count(*) FROM pg_proc WHERE proname LIKE 'autotask_notify%%'")
+            cursor.execute("SELECT count(*) FROM pg_proc WHERE proname LIKE 'autotask%%'")
             assert cursor.fetchone()[0] == 0
         with pytest.raises(RuntimeError, match=r"tables are missing.*manage\.py migrate"):
             runtime.start()
     finally:
         call_command("migrate", "autotask", verbosity=0)
-    assert len(_autotask_objects()[0]) == 2
+    assert len(_autotask_objects()[0]) == 4
 
 
 @pytest.mark.django_db(transaction=True)

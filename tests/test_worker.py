@@ -320,15 +320,15 @@ def test_runs_a_claim_took_before_its_answer_was_lost_are_put_back(
     """Fault injection on the runtime's own pool wrapper: one claim commits in PostgreSQL, then
     its answer is lost as with a dropped connection. Its runs must not stay 'running' under a
     worker that never started them."""
-    from autotask import sql
     from autotask.runtime.database import Pool
+    from autotask.runtime.worker import claim_statement
 
     lost = {"claims": 0}
     real = Pool.fetchall
 
     async def lossy(self, statement, params):
         rows = await real(self, statement, params)
-        if statement == sql.RUN_CLAIM_MANY_ANY_QUEUE and rows and not lost["claims"]:
+        if statement == claim_statement(any_queue=True) and rows and not lost["claims"]:
             lost["claims"] += 1
             raise psycopg.OperationalError("server closed the connection unexpectedly")
         return rows

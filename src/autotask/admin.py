@@ -36,6 +36,7 @@ from django.db.models import (
 )
 from django.db.models.functions import Cast, Coalesce, Concat, Now
 from django.http import HttpRequest
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.formats import localize
 from django.utils.html import format_html, format_html_join
@@ -44,7 +45,7 @@ from django.utils.timesince import timeuntil
 
 from . import conf, registry, store
 from .exceptions import ScheduleDoesNotExist
-from .models import Queue, Schedule, TaskRun, Worker
+from .models import LimitSlot, Queue, Schedule, TaskRun, Worker
 from .status import RUNNING, TaskError
 
 # Counted exactly up to here (a LIMITed count reads at most this many index entries); beyond,
@@ -61,9 +62,10 @@ if TYPE_CHECKING:  # ModelAdmin is generic only in django-stubs, not at runtime
     _ScheduleAdmin = admin.ModelAdmin[Schedule]
     _WorkerAdmin = admin.ModelAdmin[Worker]
     _QueueAdmin = admin.ModelAdmin[Queue]
+    _LimitSlotAdmin = admin.ModelAdmin[LimitSlot]
     _Paginator = Paginator[Any]
 else:
-    _RunAdmin = _ScheduleAdmin = _WorkerAdmin = _QueueAdmin = admin.ModelAdmin
+    _RunAdmin = _ScheduleAdmin = _WorkerAdmin = _QueueAdmin = _LimitSlotAdmin = admin.ModelAdmin
     _Paginator = Paginator
 
 
@@ -207,7 +209,18 @@ class TaskRunAdmin(_RunAdmin):
             "Times",
             {"fields": ("run_at", "enqueued_at", "started_at", "finished_at", "duration")},
         ),
-        ("Keys", {"fields": ("unique_key", "schedule_key", "expires_at")}),
+        (
+            "Keys",
+            {
+                "fields": (
+                    "unique_key",
+                    "schedule_key",
+                    "concurrency_key",
+                    "rate_key",
+                    "expires_at",
+                )
+            },
+        ),
     )
     readonly_fields = (
         "arguments",
@@ -373,6 +386,34 @@ class QueueAdmin(_QueueAdmin):
         word = "paused" if paused else "resumed"
         changed = f"{_plural(len(names), 'queue')} {word}"
         _report(self, request, changed, queryset.count() - len(names), why)
+
+
+@admin.register(LimitSlot)
+class LimitSlotAdmin(_LimitSlotAdmin):
+    """The slots and tokens of limited keys, read only: the claim and a trigger own them."""
+
+    list_display = ("key", "kind", "slot", "holder", "taken_at", "period")
+    list_filter = ("kind",)
+    search_fields = ("key",)
+    ordering = ("kind", "key", "slot")
+    readonly_fields = ("holder",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: LimitSlot | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: LimitSlot | None = None) -> bool:
+        return False
+
+    @admin.display(description="held by")
+    def holder(self, slot: LimitSlot) -> str:
+        """The run holding a concurrency slot (a rate token's last taker is history)."""
+        if slot.run_id is None or slot.kind != LimitSlot.Kind.CONCURRENCY:
+            return "-"
+        url = reverse(f"{self.admin_site.name}:autotask_taskrun_change", args=[slot.run_id])
+        return format_html('<a href="{}">run {}</a>', url, slot.run_id)
 
 
 @admin.register(Schedule)

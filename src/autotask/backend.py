@@ -105,6 +105,10 @@ class Task(_DjangoTaskBase):
     ttl: float = DEFAULT_TTL
     every: float | None = None
     cron: str | None = None
+    concurrency: int | None = None
+    concurrency_key: Callable[..., object] | None = None
+    rate: str | None = None
+    rate_key: Callable[..., object] | None = None
 
 
 def task(
@@ -208,6 +212,10 @@ def _register(task: DjangoTask[..., Any]) -> None:
             "timeout": task.timeout,
             "ttl": task.ttl,
             "schedule": schedule_for(every=task.every, cron=task.cron),
+            "concurrency": task.concurrency,
+            "concurrency_key": task.concurrency_key,
+            "rate": task.rate,
+            "rate_key": task.rate_key,
         }
     runnable = AutotaskTask(
         func=_caller(task),

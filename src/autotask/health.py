@@ -1,9 +1,9 @@
 """``autotask.health()``: what a person or a probe needs to tell whether tasks are being run.
 
 Counts per queue and status, the oldest due run's wait, the workers and their heartbeats, the
-leader, the next schedule runs and the paused queues, read in four statements; and the
-problems found in them, so that ``manage.py autotask_health`` (a container probe) and the
-future monitor judge alike.
+leader, the next schedule runs, the paused queues and the limited keys, in five statements;
+and the problems found in them, so that ``manage.py autotask_health`` (a container probe) and
+the future monitor judge alike.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from . import conf, store
 from .status import WAITING, Status
-from .store import QueueCount, ScheduleRecord, WorkerRecord
+from .store import LimitCount, QueueCount, ScheduleRecord, WorkerRecord
 
 # A due run waiting longer than this (seconds) makes the system unhealthy, by default.
 DEFAULT_MAX_DUE_AGE = 300.0
@@ -38,6 +38,8 @@ class Health:
     schedules: list[ScheduleRecord]  # by next run
     max_due_age: float
     problems: list[str] = field(default_factory=list)
+    # Limited keys in use or waited on; their waiting runs are not counted as due in queues.
+    limits: list[LimitCount] = field(default_factory=list)
 
     @property
     def healthy(self) -> bool:
@@ -74,21 +76,39 @@ class Health:
                 }
                 for s in self.schedules
             ],
+            "limits": [
+                {
+                    "kind": limit.kind,
+                    "key": limit.key,
+                    "size": limit.size,
+                    "in_use": limit.in_use,
+                    "period": limit.period,
+                    "waiting": limit.waiting,
+                }
+                for limit in self.limits
+            ],
         }
 
 
 def health(max_due_age: float = DEFAULT_MAX_DUE_AGE) -> Health:
     """The state of autotask as the database tells it, read through Django's connection."""
     paused = {q.name for q in store.queues() if q.paused}
-    return _judge(store.run_counts(), store.workers(), store.schedules(), paused, max_due_age)
+    return _judge(
+        store.run_counts(),
+        store.workers(),
+        store.schedules(),
+        paused,
+        store.limits(),
+        max_due_age,
+    )
 
 
 async def ahealth(max_due_age: float = DEFAULT_MAX_DUE_AGE) -> Health:
-    counts, workers, schedules, queues = await asyncio.gather(
-        store.arun_counts(), store.aworkers(), store.aschedules(), store.aqueues()
+    counts, workers, schedules, queues, limits = await asyncio.gather(
+        store.arun_counts(), store.aworkers(), store.aschedules(), store.aqueues(), store.alimits()
     )
     paused = {q.name for q in queues if q.paused}
-    return _judge(counts, workers, schedules, paused, max_due_age)
+    return _judge(counts, workers, schedules, paused, limits, max_due_age)
 
 
 def _judge(
@@ -96,6 +116,7 @@ def _judge(
     workers: list[WorkerRecord],
     schedules: list[ScheduleRecord],
     paused: set[str],
+    limits: list[LimitCount],
     max_due_age: float,
 ) -> Health:
     timeout = conf.get().worker_timeout
@@ -125,6 +146,7 @@ def _judge(
         schedules=sorted(schedules, key=lambda s: s.next_run_at),
         max_due_age=max_due_age,
         problems=_problems(queues, max_due_age),
+        limits=limits,
     )
 
 

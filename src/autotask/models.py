@@ -50,6 +50,18 @@ class TaskRun(models.Model):
     )
     unique_key = models.CharField(max_length=255, null=True, blank=True)
     schedule_key = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    concurrency_key = models.CharField(
+        max_length=255,
+        null=True,
+        blank=True,
+        help_text="Runs with this key share its concurrency slots (the task's concurrency=).",
+    )
+    rate_key = models.CharField(
+        max_length=255,
+        null=True,
+        blank=True,
+        help_text="Runs with this key share its rate tokens (the task's rate=).",
+    )
 
     class Meta:
         db_table = "autotask_task"
@@ -81,6 +93,12 @@ class TaskRun(models.Model):
                 "name",
                 name="autotask_task_tick_waiting",
                 condition=models.Q(status="waiting", schedule_key__isnull=False),
+            ),
+            # The rate-limited keys that have runs waiting (when does the next token free?).
+            models.Index(
+                fields=["rate_key"],
+                name="autotask_task_rate_waiting",
+                condition=models.Q(status="waiting", rate_key__isnull=False),
             ),
             # Pruning: finished runs in the order they expire.
             models.Index(
@@ -151,6 +169,56 @@ class Schedule(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.spec})"
+
+
+class LimitSlot(models.Model):
+    """One of the places a limit has: a concurrency slot, or a rate token.
+
+    A key limited to N has N rows, written at the first enqueue with that key (and trimmed or
+    extended when N changes). A claim takes a run only together with a free row of each of its
+    keys, locked with SKIP LOCKED in the claim's own statement: N processes claiming at once
+    never take more rows than there are. A concurrency slot is free while ``run_id`` is empty;
+    a trigger empties it when its run stops running, whatever stopped it. A rate token is free
+    once ``period`` seconds have passed since ``taken_at``.
+    """
+
+    class Kind(models.TextChoices):
+        CONCURRENCY = "concurrency"
+        RATE = "rate"
+
+    id = models.BigAutoField(primary_key=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    key = models.CharField(max_length=255)
+    slot = models.IntegerField()
+    run_id = models.BigIntegerField(
+        null=True, blank=True, help_text="The run holding a concurrency slot (tokens have none)."
+    )
+    taken_at = models.DateTimeField(null=True, blank=True)
+    period = models.FloatField(
+        null=True, blank=True, help_text="A rate token's window, in seconds."
+    )
+
+    class Meta:
+        db_table = "autotask_slot"
+        verbose_name = "limit slot"
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "key", "slot"], name="autotask_slot_key_slot"),
+        ]
+        indexes = [
+            # The claim's search for free rows: free slots only, and tokens oldest first (the
+            # free ones, taken a window ago or never, come first), never stepping over rows
+            # in use however many a key has.
+            models.Index(
+                "kind",
+                "key",
+                models.F("taken_at").asc(nulls_first=True),
+                name="autotask_slot_free",
+                condition=models.Q(run_id__isnull=True),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.key} #{self.slot}"
 
 
 class Queue(models.Model):

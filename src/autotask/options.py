@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,15 @@ MAX_POSTPONES = 1_000_000
 # Delays and ttls past a century are mistakes, and far enough past it PostgreSQL refuses the
 # timestamp (after the year 294276) or Python the datetime (after 9999).
 MAX_SECONDS = 100 * 365.25 * 86400
+# A limit of N is N rows in autotask_slot per key: ten thousand is far past any sane limit.
+MAX_LIMIT = 10_000
+
+_RATE = re.compile(
+    r"\s*(?P<count>\d+)\s*/\s*(?P<amount>\d+(?:\.\d+)?)?\s*"
+    r"(?P<unit>s|sec|second|m|min|minute|h|hour|d|day)s?\s*",
+    re.IGNORECASE,
+)
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 @functools.cache
@@ -55,6 +65,32 @@ def seconds(value: float | timedelta, field: str) -> float:
             f"century), or a timedelta, not {value!r}."
         )
     return float(value)
+
+
+def limit_count(value: object, field: str) -> int:
+    """A number of slots or tokens: 1 to MAX_LIMIT."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LIMIT:
+        raise InvalidTaskOptions(
+            f"{field} must be an integer from 1 to {MAX_LIMIT:,}, not {value!r}."
+        )
+    return value
+
+
+@functools.cache
+def rate(value: object) -> tuple[int, float]:
+    """``"10/m"`` as (10, 60.0): how many starts, per how many seconds. A window of several
+    units is written with its number (``"100/5m"``)."""
+    match = _RATE.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise InvalidTaskOptions(
+            f"rate must be a string like '10/s', '100/m', '1000/h' or '5/10m' (starts per "
+            f"window), not {value!r}."
+        )
+    count = limit_count(int(match["count"]), "rate's count")
+    period = float(match["amount"] or 1) * _UNIT_SECONDS[match["unit"][0].lower()]
+    if not 0 < period <= MAX_SECONDS:
+        raise InvalidTaskOptions(f"rate's window must be more than 0 s, not {value!r}.")
+    return count, period
 
 
 def text(value: object, field: str, limit: int) -> str:
@@ -132,6 +168,22 @@ def check(task: Task[..., Any]) -> None:
         )
     if task.unique_key is not None:
         text(task.unique_key, "unique_key", MAX_NAME)
+    if task.concurrency is not None:
+        limit_count(task.concurrency, "concurrency")
+    if task.rate is not None:
+        rate(task.rate)
+    for field, key, given in (
+        ("concurrency_key", task.concurrency_key, task.concurrency),
+        ("rate_key", task.rate_key, task.rate),
+    ):
+        if key is not None and not callable(key):
+            raise InvalidTaskOptions(
+                f"{field} must be a function of the task's arguments returning the key (a str "
+                f"or an int), not {key!r}."
+            )
+        if key is not None and given is None:
+            limited = field.removesuffix("_key")
+            raise InvalidTaskOptions(f"{field} needs {limited}= (the limit each key has).")
     seconds(task.ttl, "ttl")
     seconds(task.delay_seconds, "delay")
     if task.run_at is not None:

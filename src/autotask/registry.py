@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from .tasks import Task
 
 _tasks: dict[str, Task[..., Any]] = {}
+_limited: set[str] = set()  # the names of tasks with a concurrency or rate limit
 
 
 def register(task: Task[..., Any]) -> None:
@@ -25,6 +26,13 @@ def register(task: Task[..., Any]) -> None:
             f"{existing.func.__module__}). Give one of them another name with @task(name=...)."
         )
     _tasks[task.name] = task
+    if task.concurrency is not None or task.rate is not None:
+        _limited.add(task.name)
+
+
+def has_limits() -> bool:
+    """Whether a task here has a limit: only then do this process's claims pay for limits."""
+    return bool(_limited)
 
 
 def get(name: str) -> Task[..., Any] | None:

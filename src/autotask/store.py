@@ -24,6 +24,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from . import conf, options, runtime, sql
 from .exceptions import NotMigrated, RunDoesNotExist, ScheduleDoesNotExist, is_missing_table
 from .runtime.runs import ClaimedRun, Outcome, write_params
+from .runtime.worker import claim_statement
 from .status import Status, TaskError
 
 Params = Sequence[Any] | Mapping[str, Any]
@@ -42,8 +43,30 @@ class NewRun:
     run_at: datetime | None  # None: now + delay
     delay: float
     unique_key: str | None = None  # while a run with it waits or runs, that run is returned
+    concurrency_key: str | None = None  # runs with one key run at most ``concurrency`` at once
+    concurrency: int | None = None
+    rate_key: str | None = None  # runs with one key start at most ``rate`` per ``rate_period``
+    rate: int | None = None
+    rate_period: float | None = None
+
+    @property
+    def limited(self) -> bool:
+        return self.concurrency_key is not None or self.rate_key is not None
 
     def params(self) -> list[Any]:
+        """The insert's parameters, in the order of its placeholders."""
+        if self.limited:
+            return [*self._limit_params(), *self._run_params(), self.concurrency_key, self.rate_key]
+        return self._run_params()
+
+    def many_params(self) -> list[Any]:
+        """A row of the many-runs insert's arrays."""
+        return [*self._run_params(), *self._limit_params()]
+
+    def _limit_params(self) -> list[Any]:
+        return [self.concurrency_key, self.concurrency, self.rate_key, self.rate, self.rate_period]
+
+    def _run_params(self) -> list[Any]:
         return [
             self.name,
             self.queue,
@@ -167,11 +190,13 @@ async def ainsert_run(run: NewRun) -> RunRecord:
 
 
 def _insert_statement(run: NewRun) -> str:
+    if run.limited:
+        return sql.RUN_INSERT_LIMITED if run.unique_key is None else sql.RUN_INSERT_LIMITED_UNIQUE
     return sql.RUN_INSERT if run.unique_key is None else sql.RUN_INSERT_UNIQUE
 
 
 def _many_params(runs: Sequence[NewRun]) -> list[list[Any]]:
-    return [list(column) for column in zip(*(run.params() for run in runs), strict=True)]
+    return [list(column) for column in zip(*(run.many_params() for run in runs), strict=True)]
 
 
 def _distinct_keys(runs: Sequence[NewRun]) -> list[NewRun]:
@@ -280,9 +305,9 @@ def claim_runs(
     """Claim up to ``limit`` due runs for ``worker_id``, in the caller's transaction."""
     params: dict[str, Any] = {"limit": limit, "worker_id": worker_id, "queues": queues}
     if queues is None:
-        rows = _fetchall(sql.RUN_CLAIM_MANY_ANY_QUEUE, params)
+        rows = _fetchall(claim_statement(any_queue=True), params)
     else:
-        rows = _fetchall(sql.RUN_CLAIM_MANY_IN_QUEUES, {**params, "queues": list(queues)})
+        rows = _fetchall(claim_statement(any_queue=False), {**params, "queues": list(queues)})
     return [ClaimedRun(*row) for row in rows]
 
 
@@ -479,6 +504,27 @@ def queues() -> list[QueueRecord]:
 
 async def aqueues() -> list[QueueRecord]:
     return [QueueRecord(*row) for row in await _afetchall(sql.QUEUE_SELECT_ALL, [])]
+
+
+@dataclass(frozen=True, slots=True)
+class LimitCount:
+    """One limited key (``limits()``): its size, how much of it is in use, its runs waiting."""
+
+    kind: str  # "concurrency" or "rate"
+    key: str  # the task's name, and ":" and the key function's answer if it has one
+    size: int  # slots (concurrency=) or tokens (the count of rate=)
+    in_use: int  # slots held by running runs; tokens taken within their window
+    period: float | None  # a rate's window, in seconds
+    waiting: int  # runs with this key waiting (due or not)
+
+
+def limits() -> list[LimitCount]:
+    """Limited keys in use or with runs waiting, by kind and key."""
+    return [LimitCount(*row) for row in _fetchall(sql.SLOT_COUNT_BY_KEY, [])]
+
+
+async def alimits() -> list[LimitCount]:
+    return [LimitCount(*row) for row in await _afetchall(sql.SLOT_COUNT_BY_KEY, [])]
 
 
 def schedules() -> list[ScheduleRecord]:

@@ -54,6 +54,10 @@ class Task(Generic[P, R]):
     timeout: float | None = None  # seconds; None: AUTOTASK_TIMEOUT
     unique_key: str | None = None  # per call (using()): one run per key at a time
     atomic: bool = False  # a plain function runs inside transaction.atomic() (django-async's rule)
+    concurrency: int | None = None  # at most this many runs running at once, in all processes
+    concurrency_key: Callable[..., object] | None = None  # per key of the call's arguments
+    rate: str | None = None  # at most this many starts per window ("10/m"), in all processes
+    rate_key: Callable[..., object] | None = None  # per key of the call's arguments
 
     def __post_init__(self) -> None:
         options.check(self)
@@ -178,7 +182,34 @@ class Task(Generic[P, R]):
             run_at=self.run_at,
             delay=self.delay_seconds,
             unique_key=self._unique_key(args_json, kwargs_json),
+            **self._limits(args, kwargs),
         )
+
+    def _limits(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The run's limit keys, from the call's arguments: the task's name, and the key
+        function's answer after it (keys are per task: two tasks never share one)."""
+        limits: dict[str, Any] = {}
+        if self.concurrency is not None:
+            limits.update(
+                concurrency=self.concurrency,
+                concurrency_key=self._limit_key("concurrency_key", args, kwargs),
+            )
+        if self.rate is not None:
+            limits["rate"], limits["rate_period"] = options.rate(self.rate)
+            limits["rate_key"] = self._limit_key("rate_key", args, kwargs)
+        return limits
+
+    def _limit_key(self, field: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        key_of: Callable[..., object] | None = getattr(self, field)
+        if key_of is None:
+            return self.name
+        key = key_of(*args, **kwargs)
+        if isinstance(key, bool) or not isinstance(key, str | int):
+            raise InvalidTaskOptions(
+                f"{self.name}: {field} must return a str or an int (the same for calls that "
+                f"share a limit), not {key!r:.100}."
+            )
+        return options.text(f"{self.name}:{key}", field, options.MAX_NAME)
 
     def _unique_key(self, args_json: str, kwargs_json: str) -> str | None:
         if self.unique_key is not None:
@@ -297,6 +328,10 @@ def task(
     tz: str | ZoneInfo | None = None,
     start_now: bool = False,
     atomic: bool = False,
+    concurrency: int | None = None,
+    concurrency_key: Callable[..., object] | None = None,
+    rate: str | None = None,
+    rate_key: Callable[..., object] | None = None,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 
@@ -320,6 +355,10 @@ def task(
     tz: str | ZoneInfo | None = None,
     start_now: bool = False,
     atomic: bool = False,
+    concurrency: int | None = None,
+    concurrency_key: Callable[..., object] | None = None,
+    rate: str | None = None,
+    rate_key: Callable[..., object] | None = None,
 ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
     """Register a function (``def`` or ``async def``) as a task.
 
@@ -331,6 +370,11 @@ def task(
     fields, in ``tz`` or settings.TIME_ZONE) makes it a periodic task, whose ticks the leader
     enqueues. ``atomic=True`` runs a plain function inside ``transaction.atomic()`` on
     autotask's database, so a failing run leaves none of its ORM writes behind.
+
+    ``concurrency=N`` lets at most N runs of the task run at once across every process, and
+    ``rate="N/m"`` (``/s``, ``/h``, or ``/5m``) start at most N in any minute; with
+    ``concurrency_key`` or ``rate_key`` (a function of the call's arguments, computed at
+    enqueue) each key has its own limit. Runs over a limit wait; they are not failed.
     """
     decorate: Callable[[Callable[P, R]], Task[P, R]] = _decorator(
         name=name,
@@ -346,6 +390,10 @@ def task(
         delay_seconds=options.seconds(delay, "delay"),
         schedule=schedule_for(every=every, cron=cron, tz=tz, start_now=start_now),
         atomic=atomic,
+        concurrency=concurrency,
+        concurrency_key=concurrency_key,
+        rate=rate,
+        rate_key=rate_key,
     )
     if func is not None:
         return decorate(func)

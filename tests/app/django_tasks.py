@@ -112,3 +112,8 @@ def interrupted() -> None:
 def sleep_for(seconds: float) -> float:
     time.sleep(seconds)
     return seconds
+
+
+@autotask_task(concurrency=1, concurrency_key=lambda key: key, rate="100/m")
+def limited_per_key(key: str) -> str:
+    return key

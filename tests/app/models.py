@@ -11,3 +11,13 @@ class Execution(models.Model):
     key = models.CharField(max_length=100)
     pid = models.IntegerField(null=True)
     at = models.DateTimeField(db_default=Now())
+
+
+class Span(models.Model):
+    """When a run of a limited task started and ended, by the database's clock (every process
+    reads the same one), so overlaps can be measured across processes."""
+
+    key = models.CharField(max_length=100)
+    pid = models.IntegerField()
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True)

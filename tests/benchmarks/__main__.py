@@ -5,7 +5,8 @@ postgresql://postgres@127.0.0.1:5432/test). The benchmarks create the database
 ``autotask_bench`` on that server if it is missing, migrate it and work only there:
 
 1. enqueue -> start latency of sequential runs on an idle, listening runtime;
-2. throughput of one runtime on a backlog of no-op runs (sync and async);
+2. throughput of one runtime on a backlog of no-op runs (sync and async), and of no-ops with
+   limits that never bind (what a limited claim costs against an unlimited one);
 3. enqueue rate: autocommit calls, calls in one transaction, ``await defer()``;
 4. duplicates and losses when several processes with a runtime each race for the same runs;
 5. (opt-in: ``--only admin``) the admin's run list over 1,000,000 runs (admin_changelist.py).
@@ -323,6 +324,19 @@ def main(argv: list[str] | None = None) -> int:
             for task, label in (
                 (app_tasks.noop, "noop (def, thread pool)"),
                 (app_tasks.async_noop, "async_noop (async def, on the loop)"),
+            ):
+                progress(f"throughput: {n} x {label}")
+                results.append(m.throughput(bench, task, label, n, limit))
+            # From here on this process has limited tasks, so its claims pay for limits.
+            from . import limited_tasks as limited
+
+            for task, label in (
+                (app_tasks.noop, "noop, claimed by a process with limited tasks"),
+                (app_tasks.async_noop, "async_noop, claimed by a process with limited tasks"),
+                (limited.noop_limited, "noop, concurrency=4 (never binds)"),
+                (limited.async_noop_limited, "async_noop, concurrency=4 (never binds)"),
+                (limited.async_noop_keyed, "async_noop, concurrency=1 per key, n keys"),
+                (limited.async_noop_rated, "async_noop, rate=10000/s (never binds)"),
             ):
                 progress(f"throughput: {n} x {label}")
                 results.append(m.throughput(bench, task, label, n, limit))

@@ -19,7 +19,7 @@ from typing import Any
 
 from django.db import transaction
 
-from autotask import runtime
+from autotask import runtime, store
 from autotask.task import AsyncTaskHandle, TaskHandle
 from autotask.tasks import Task
 from tests.app import tasks as app_tasks
@@ -160,9 +160,16 @@ def _wait_until_finished(bench: BenchDB, started: float, limit: float) -> int:
 def throughput(
     bench: BenchDB, task: Task[..., Any], label: str, n: int, limit: float
 ) -> dict[str, Any]:
-    """``n`` runs inserted while the runtime is stopped, then run by one runtime."""
-    _fresh(bench)
-    insert_seconds = bench.bulk_insert(task.name, task.queue, task.retries + 1, n)
+    """``n`` runs inserted while the runtime is stopped, then run by one runtime. A limited
+    task's runs go in through store.insert_runs (which writes their keys and slots); a keyed
+    one's get a key each ("k0" ...)."""
+    _fresh(bench, "autotask_slot")
+    if task.concurrency is None and task.rate is None:
+        insert_seconds = bench.bulk_insert(task.name, task.queue, task.retries + 1, n)
+    else:
+        keyed = task.concurrency_key is not None or task.rate_key is not None
+        new_runs = [task._new_run((f"k{i}",) if keyed else (), {}) for i in range(n)]
+        insert_seconds = _timed(lambda: store.insert_runs(new_runs))
     started = time.perf_counter()
     try:
         runtime.start()

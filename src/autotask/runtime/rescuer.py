@@ -4,7 +4,8 @@ A worker whose heartbeat is older than ``AUTOTASK_WORKER_TIMEOUT`` is taken for 
 is deleted, and every run still ``running`` without a live worker row goes back to waiting (the
 lost attempt counts) or, with no attempts left, ends in ERROR with a ``WorkerLost`` error. If
 that worker was only cut off and comes back, its guarded writes find the runs no longer its own,
-and its heartbeat puts its row back.
+and its heartbeat puts its row back. A rescued run's concurrency slot is freed by the trigger
+that frees every slot; the rescuer also frees slots left held by runs that are not running.
 
 Three guards keep it from taking runs away from workers that are alive:
 
@@ -71,5 +72,12 @@ class Rescuer(Periodic):
                 len(rescued),
                 again,
                 len(rescued) - again,
+            )
+        released = await self._pool.fetchall(sql.SLOT_RELEASE_IF_RUN_NOT_RUNNING, [self._timeout])
+        if released:
+            logger.warning(
+                "autotask: freed %d concurrency slot(s) held by runs no longer running (of %s)",
+                len(released),
+                ", ".join(sorted({key for (key,) in released})),
             )
         return self._interval

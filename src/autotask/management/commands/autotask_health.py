@@ -80,6 +80,18 @@ def _table(state: Health) -> str:
         for s in state.schedules[:10]:
             flags = " (paused)" if s.paused else " (orphaned)" if s.orphaned else ""
             lines.append(f"  {s.next_run_at.isoformat()}  {s.name}  {s.spec}{flags}")
+    if state.limits:
+        lines.append("")
+        lines.append("limits in use or waited on (their waiting runs are not counted as due):")
+        for limit in state.limits[:20]:
+            what = (
+                f"{limit.in_use}/{limit.size} running"
+                if limit.kind == "concurrency"
+                else f"{limit.in_use}/{limit.size} started in the last {limit.period:g} s"
+            )
+            lines.append(f"  {limit.kind} {limit.key}: {what}, {limit.waiting} waiting")
+        if len(state.limits) > 20:
+            lines.append(f"  ... and {len(state.limits) - 20} more (--json lists all)")
     lines.append("")
     lines.append("healthy" if state.healthy else "UNHEALTHY: " + "; ".join(state.problems))
     return "\n".join(lines)
