@@ -75,6 +75,8 @@ def _finish(*run_ids: int) -> None:
         ({"concurrency": 1, "concurrency_key": "account"}, "concurrency_key must be a function"),
         ({"rate": "10"}, "rate must be a string like '10/s'"),
         ({"rate": "10/week"}, "rate must be a string like"),
+        ({"rate": "10/ms"}, "rate must be a string like"),
+        ({"rate": ["10/s"]}, "rate must be a string like"),
         ({"rate": 10}, "rate must be a string like"),
         ({"rate": "0/s"}, "rate's count must be an integer from 1"),
         ({"rate": "5/0m"}, "rate's window must be more than 0 s"),
@@ -141,19 +143,23 @@ def test_enqueue_stores_the_keys_and_provisions_the_slots_once() -> None:
     assert LimitSlot.objects.count() == 5
 
 
-def test_a_changed_limit_extends_or_trims_the_slots_and_a_changed_window_moves() -> None:
+def test_a_changed_limit_holds_for_the_runs_enqueued_under_it() -> None:
     name = "changing.limit"
     first = task(name=name, concurrency=3, rate="2/s")(lambda: None)
     first()
     assert len(_slots("concurrency", name)) == 3 and len(_slots("rate", name)) == 2
-    dataclasses.replace(first, concurrency=5, rate="1/m")()  # as after a deploy
-    assert len(_slots("concurrency", name)) == 5
-    assert list(
-        LimitSlot.objects.filter(kind="rate", key=name).values_list("period", flat=True)
-    ) == [60.0]
-    dataclasses.replace(first, concurrency=1, rate=None)()
-    assert len(_slots("concurrency", name)) == 1
-    assert len(_slots("rate", name)) == 1  # no rate now: its tokens stay as they were
+    more = dataclasses.replace(first, concurrency=5, rate="1/m")  # as after a deploy
+    more()
+    assert len(_slots("concurrency", name)) == 5  # a larger limit adds rows...
+    assert len(_slots("rate", name)) == 2
+    row = TaskRun.objects.order_by("-id").first()
+    assert row is not None
+    assert (row.concurrency_limit, row.rate_limit, row.rate_period) == (5, 1, 60.0)
+    TaskRun.objects.all().delete()
+    fewer = dataclasses.replace(first, concurrency=1, rate=None)
+    runs = [fewer().id for _ in range(3)]
+    assert len(_slots("concurrency", name)) == 5  # ...a smaller one deletes none: runs say it
+    assert _claim() == [runs[0]]
 
 
 def test_the_many_runs_insert_provisions_their_keys_too() -> None:
@@ -246,6 +252,18 @@ def test_the_rescuer_frees_a_slot_left_held_by_a_run_that_is_not_running() -> No
     assert _slots("concurrency", "tests.limited.tasks.two_at_a_time")[0] == (1, None)
 
 
+def test_the_rescuer_writes_the_slots_of_waiting_runs_whose_key_has_none() -> None:
+    run = two_at_a_time("r", 0).id
+    LimitSlot.objects.all().delete()  # as after a restore without them
+    assert _claim() == []  # no slot, no claim: it would wait for ever
+    with connection.cursor() as cursor:
+        cursor.execute(sql.SLOT_INSERT_MISSING, [])
+        assert cursor.fetchall() == [("tests.limited.tasks.two_at_a_time",)] * 2
+        cursor.execute(sql.SLOT_INSERT_MISSING, [])
+        assert cursor.fetchall() == []
+    assert _claim() == [run]
+
+
 def test_a_rate_limit_lets_so_many_start_per_window_and_says_when_the_next_may() -> None:
     runs = [two_per_second_per_account("acme").id for _ in range(5)]
     other_key = two_per_second_per_account("globex").id
@@ -262,20 +280,21 @@ def test_a_rate_limit_lets_so_many_start_per_window_and_says_when_the_next_may()
     assert sorted(_claim()) == sorted(runs[2:4])
 
 
-def test_a_process_without_limited_tasks_claims_without_the_limits_part(monkeypatch) -> None:
-    from autotask import registry
+def test_the_plain_claim_leaves_limited_runs_alone() -> None:
     from autotask.runtime.worker import claim_statement
 
-    assert claim_statement(any_queue=True) == sql.RUN_CLAIM_MANY_LIMITED_ANY_QUEUE
-    assert claim_statement(any_queue=False) == sql.RUN_CLAIM_MANY_LIMITED_IN_QUEUES
-    monkeypatch.setattr(registry, "_limited", set())
-    assert claim_statement(any_queue=True) == sql.RUN_CLAIM_MANY_ANY_QUEUE
-    assert claim_statement(any_queue=False) == sql.RUN_CLAIM_MANY_IN_QUEUES
+    assert claim_statement(any_queue=True, limited=True) == sql.RUN_CLAIM_MANY_LIMITED_ANY_QUEUE
+    assert claim_statement(any_queue=False, limited=False) == sql.RUN_CLAIM_MANY_IN_QUEUES
     assert "autotask_slot" not in sql.RUN_CLAIM_MANY_ANY_QUEUE
-    # Such a process still claims (and would postpone, not knowing their task) limited runs.
-    run = two_at_a_time("r", 0).id
-    assert _claim() == [run]
-    assert _slots("concurrency", "tests.limited.tasks.two_at_a_time") == [(1, None), (2, None)]
+    limited = two_at_a_time("r", 0).id
+    plain = add(1, 2).id
+    params = {"limit": 10, "worker_id": WORKER, "queues": None}
+    with connection.cursor() as cursor:
+        cursor.execute(sql.RUN_CLAIM_MANY_ANY_QUEUE, params)
+        assert [row[0] for row in cursor.fetchall()] == [plain]
+        cursor.execute(sql.SLOT_EXISTS, [])
+        assert cursor.fetchone() == (True,)  # so an idle worker switches to the limited claim
+    assert _claim() == [limited]
 
 
 # --- with the runtime ---
@@ -323,10 +342,12 @@ def test_limits_show_in_health_the_health_command_and_the_admin() -> None:
     rated = limits["rate", "tests.limited.tasks.two_per_second_per_account:acme"]
     assert (rated.size, rated.in_use, rated.waiting, rated.period) == (2, 0, 1, 1.0)
     [queue] = state.queues
-    assert queue.due == 0  # the two waiting runs wait for their limits, on purpose
+    assert queue.due == 1  # the rate-limited run may start; the full key's waits on purpose
     assert state.as_dict()["limits"][0]["key"] == "tests.limited.tasks.two_at_a_time"
+    assert state.problems == ["queue 'default' has 1 due run(s) and no live worker"]
     out = io.StringIO()
-    call_command("autotask_health", stdout=out)
+    with pytest.raises(SystemExit):  # unhealthy: the rate-limited run could start, nobody runs it
+        call_command("autotask_health", stdout=out)
     assert "concurrency tests.limited.tasks.two_at_a_time: 2/2 running, 1 waiting" in out.getvalue()
     assert "started in the last 1 s, 1 waiting" in out.getvalue()
 
@@ -339,3 +360,17 @@ def test_limits_show_in_health_the_health_command_and_the_admin() -> None:
     assert f'/admin/autotask/taskrun/{runs[0]}/change/">run {runs[0]}</a>' in body
     detail = client.get(f"/admin/autotask/taskrun/{runs[2]}/change/").content.decode()
     assert "tests.limited.tasks.two_at_a_time" in detail  # its concurrency_key
+
+
+def test_a_worker_without_limited_tasks_switches_to_the_limited_claim_when_limits_appear(
+    settings, start_worker, monkeypatch
+) -> None:
+    from autotask import registry
+
+    settings.AUTOTASK_HANDLE_TASK_IDLE_TIME = 60
+    monkeypatch.setattr(registry, "_limited", set())  # as in a process whose tasks have none
+    start_worker()
+    assert add(1, 1).wait(10).result == 2  # claimed with the plain statement
+    monkeypatch.setattr(registry, "has_limits", lambda: False)  # the task below stays unknown
+    handle = two_at_a_time("r", 0)  # its enqueue writes the first slots
+    assert handle.wait(10).status == DONE

@@ -62,6 +62,13 @@ class TaskRun(models.Model):
         blank=True,
         help_text="Runs with this key share its rate tokens (the task's rate=).",
     )
+    concurrency_limit = models.IntegerField(
+        null=True, blank=True, help_text="How many runs of its key may run at once."
+    )
+    rate_limit = models.IntegerField(
+        null=True, blank=True, help_text="How many runs of its key may start per rate_period."
+    )
+    rate_period = models.FloatField(null=True, blank=True, help_text="In seconds.")
 
     class Meta:
         db_table = "autotask_task"
@@ -174,12 +181,14 @@ class Schedule(models.Model):
 class LimitSlot(models.Model):
     """One of the places a limit has: a concurrency slot, or a rate token.
 
-    A key limited to N has N rows, written at the first enqueue with that key (and trimmed or
-    extended when N changes). A claim takes a run only together with a free row of each of its
-    keys, locked with SKIP LOCKED in the claim's own statement: N processes claiming at once
-    never take more rows than there are. A concurrency slot is free while ``run_id`` is empty;
-    a trigger empties it when its run stops running, whatever stopped it. A rate token is free
-    once ``period`` seconds have passed since ``taken_at``.
+    A key limited to N has at least N rows, written at the first enqueue with that key (more
+    when a larger N comes; none is ever deleted, as a held one may be in use); each run carries
+    its own N and window, and a claim uses only the key's first N rows. A claim takes a run only
+    together with a free row of each of its keys, locked with SKIP LOCKED in the claim's own
+    statement: N processes claiming at once never take more rows than there are. A concurrency
+    slot is free while ``run_id`` is empty; a trigger empties it when its run stops running,
+    whatever stopped it. A rate token is free once the run's window has passed since
+    ``taken_at``.
     """
 
     class Kind(models.TextChoices):
@@ -195,7 +204,7 @@ class LimitSlot(models.Model):
     )
     taken_at = models.DateTimeField(null=True, blank=True)
     period = models.FloatField(
-        null=True, blank=True, help_text="A rate token's window, in seconds."
+        null=True, blank=True, help_text="A rate token's window when it was written, in seconds."
     )
 
     class Meta:

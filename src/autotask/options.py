@@ -39,8 +39,8 @@ MAX_LIMIT = 10_000
 
 _RATE = re.compile(
     r"\s*(?P<count>\d+)\s*/\s*(?P<amount>\d+(?:\.\d+)?)?\s*"
-    r"(?P<unit>s|sec|second|m|min|minute|h|hour|d|day)s?\s*",
-    re.IGNORECASE,
+    r"(?P<unit>s|secs?|seconds?|m|mins?|minutes?|h|hours?|d|days?)\s*",
+    re.IGNORECASE | re.ASCII,
 )
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -76,11 +76,17 @@ def limit_count(value: object, field: str) -> int:
     return value
 
 
-@functools.cache
 def rate(value: object) -> tuple[int, float]:
     """``"10/m"`` as (10, 60.0): how many starts, per how many seconds. A window of several
     units is written with its number (``"100/5m"``)."""
-    match = _RATE.fullmatch(value) if isinstance(value, str) else None
+    if not isinstance(value, str):
+        raise InvalidTaskOptions(f"rate must be a string like '10/s', not {value!r}.")
+    return _parsed_rate(value)
+
+
+@functools.cache  # parsed at every enqueue
+def _parsed_rate(value: str) -> tuple[int, float]:
+    match = _RATE.fullmatch(value)
     if match is None:
         raise InvalidTaskOptions(
             f"rate must be a string like '10/s', '100/m', '1000/h' or '5/10m' (starts per "

@@ -56,7 +56,7 @@ class NewRun:
     def params(self) -> list[Any]:
         """The insert's parameters, in the order of its placeholders."""
         if self.limited:
-            return [*self._limit_params(), *self._run_params(), self.concurrency_key, self.rate_key]
+            return [*self._limit_params(), *self._run_params(), *self._limit_params()]
         return self._run_params()
 
     def many_params(self) -> list[Any]:
@@ -304,10 +304,12 @@ def claim_runs(
 ) -> list[ClaimedRun]:
     """Claim up to ``limit`` due runs for ``worker_id``, in the caller's transaction."""
     params: dict[str, Any] = {"limit": limit, "worker_id": worker_id, "queues": queues}
+    # Always the limited claim: it takes every run the plain one would, and limited ones too.
     if queues is None:
-        rows = _fetchall(claim_statement(any_queue=True), params)
+        rows = _fetchall(claim_statement(any_queue=True, limited=True), params)
     else:
-        rows = _fetchall(claim_statement(any_queue=False), {**params, "queues": list(queues)})
+        statement = claim_statement(any_queue=False, limited=True)
+        rows = _fetchall(statement, {**params, "queues": list(queues)})
     return [ClaimedRun(*row) for row in rows]
 
 

@@ -3,6 +3,7 @@ from what the runs themselves recorded, by the database's one clock."""
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Iterable, Iterator
 from datetime import datetime
@@ -15,7 +16,12 @@ from autotask.models import LimitSlot, TaskRun
 from tests.app.models import Execution, Span
 from tests.conftest import wait_until
 from tests.integration.processes import live_workers, start_worker_process, stop
-from tests.limited.tasks import one_per_account, twenty_per_second, two_at_a_time
+from tests.limited.tasks import (
+    one_at_a_time_slow_first,
+    one_per_account,
+    twenty_per_second,
+    two_at_a_time,
+)
 
 RUNS = 200
 
@@ -113,3 +119,31 @@ def test_a_rate_of_twenty_per_second_holds_across_three_processes(
     took = (starts[-1] - starts[0]).total_seconds()
     print(f"200 starts at 20/s over 3 processes: {took:.3f} s, closest 21: {min(gaps):.3f} s")
     assert 9.0 <= took <= 9.9, took
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_slot_of_a_run_in_a_killed_process_is_freed_by_its_rescue(tmp_path: Path) -> None:
+    env = {"AUTOTASK_WORKER_MONITOR_INTERVALL": "0.5", "AUTOTASK_WORKER_TIMEOUT": "3"}
+    logs = [tmp_path / "doomed.log", tmp_path / "survivor.log"]
+    doomed = start_worker_process(logs[0], **env)
+    processes = [doomed]
+    try:
+        wait_until(lambda: len(live_workers()) == 1, timeout=30)
+        held = one_at_a_time_slow_first("slow")
+        wait_until(lambda: Span.objects.filter(key="slow").exists())
+        behind = one_at_a_time_slow_first("quick")  # waits: the one slot is held
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait(timeout=10)
+        processes.append(start_worker_process(logs[1], **env))
+        # The survivor leads, rescues the killed run (its slot freed by the trigger), and runs
+        # both, one at a time.
+        assert held.wait(60).status == "done" and behind.wait(60).status == "done"
+    finally:
+        stop(processes)
+        for log in logs:
+            sys.stdout.write(log.read_text(errors="replace"))
+    assert TaskRun.objects.get(pk=held.id).attempts == 2
+    finished = list(Span.objects.exclude(ended_at=None).values_list("started_at", "ended_at"))
+    assert len(finished) == 2 and _max_overlap(finished) == 1
+    [(_, run_id)] = LimitSlot.objects.filter(kind="concurrency").values_list("key", "run_id")
+    assert run_id is None

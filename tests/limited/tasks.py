@@ -43,3 +43,12 @@ def two_per_second_per_account(account: str) -> None:
 @task(concurrency=1)
 async def async_one_at_a_time(seconds: float) -> None:
     await asyncio.sleep(seconds)
+
+
+@task(concurrency=1, retries=1)
+def one_at_a_time_slow_first(key: str) -> None:
+    """The first attempt of key "slow" sleeps long (to be killed in); the rest are quick."""
+    from tests.app.models import Span
+
+    first = not Span.objects.filter(key=key).exists()
+    _span(key, 60 if key == "slow" and first else 0.1)

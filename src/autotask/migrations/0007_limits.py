@@ -3,17 +3,14 @@
 A trigger frees a run's concurrency slot when the run stops running, however it stops (it
 finished, failed, timed out, was put back at shutdown or rescued from a lost worker, or its row
 was deleted), in the same transaction, and wakes the run's queue: the next run of that key is
-claimed at once, by whichever process is free. The index is built ``CONCURRENTLY``: the new
-column is empty, but a plain ``CREATE INDEX`` would still block enqueues for a scan of the table.
+claimed at once, by whichever process is free. The index of waiting rate-limited runs comes in
+0008, built ``CONCURRENTLY`` (so outside this migration's transaction).
 """
 
-from django.contrib.postgres.operations import AddIndexConcurrently
 from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-    atomic = False
-
     dependencies = [
         ("autotask", "0006_queues"),
     ]
@@ -43,7 +40,9 @@ class Migration(migrations.Migration):
                 (
                     "period",
                     models.FloatField(
-                        blank=True, help_text="A rate token's window, in seconds.", null=True
+                        blank=True,
+                        help_text="A rate token's window when it was written, in seconds.",
+                        null=True,
                     ),
                 ),
             ],
@@ -86,13 +85,26 @@ class Migration(migrations.Migration):
                 null=True,
             ),
         ),
-        AddIndexConcurrently(
+        migrations.AddField(
             model_name="taskrun",
-            index=models.Index(
-                fields=["rate_key"],
-                condition=models.Q(("rate_key__isnull", False), ("status", "waiting")),
-                name="autotask_task_rate_waiting",
+            name="concurrency_limit",
+            field=models.IntegerField(
+                blank=True, help_text="How many runs of its key may run at once.", null=True
             ),
+        ),
+        migrations.AddField(
+            model_name="taskrun",
+            name="rate_limit",
+            field=models.IntegerField(
+                blank=True,
+                help_text="How many runs of its key may start per rate_period.",
+                null=True,
+            ),
+        ),
+        migrations.AddField(
+            model_name="taskrun",
+            name="rate_period",
+            field=models.FloatField(blank=True, help_text="In seconds.", null=True),
         ),
         migrations.RunSQL(
             sql=[

@@ -5,7 +5,8 @@ is deleted, and every run still ``running`` without a live worker row goes back 
 lost attempt counts) or, with no attempts left, ends in ERROR with a ``WorkerLost`` error. If
 that worker was only cut off and comes back, its guarded writes find the runs no longer its own,
 and its heartbeat puts its row back. A rescued run's concurrency slot is freed by the trigger
-that frees every slot; the rescuer also frees slots left held by runs that are not running.
+that frees every slot; the rescuer also frees slots left held by runs that are not running,
+and writes the slots of waiting runs whose key has none (a truncated or restored table).
 
 Three guards keep it from taking runs away from workers that are alive:
 
@@ -72,6 +73,12 @@ class Rescuer(Periodic):
                 len(rescued),
                 again,
                 len(rescued) - again,
+            )
+        restored = await self._pool.fetchall(sql.SLOT_INSERT_MISSING, [])
+        if restored:
+            logger.warning(
+                "autotask: wrote the missing slots of %s, whose runs were waiting for them",
+                ", ".join(sorted({key for (key,) in restored})),
             )
         released = await self._pool.fetchall(sql.SLOT_RELEASE_IF_RUN_NOT_RUNNING, [self._timeout])
         if released:
