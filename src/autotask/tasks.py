@@ -187,7 +187,7 @@ class Task(Generic[P, R]):
 
     def _limits(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """The run's limit keys, from the call's arguments: the task's name, and the key
-        function's answer after it (keys are per task: two tasks never share one)."""
+        function's answer after it (so each task's keys are its own)."""
         limits: dict[str, Any] = {}
         if self.concurrency is not None:
             limits.update(

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -58,6 +60,7 @@ class Worker:
         # Claim with the limits' part once a task here has a limit, or limits are in use in the
         # database (checked when idle); for good, either way.
         self._limited = False
+        self._slots_checked_at = -math.inf  # when the table was last asked (once per poll)
         self._stopping = False
         self._serving: asyncio.Task[None] | None = None
         self._unsubscribe: list[Callable[[], None]] = []
@@ -148,7 +151,8 @@ class Worker:
 
     async def _seconds_until_due(self) -> float:
         """The fallback poll, cut short by the earliest waiting run's ``run_at``."""
-        if not self._limited:
+        if not self._limited and time.monotonic() - self._slots_checked_at >= self._poll_interval:
+            self._slots_checked_at = time.monotonic()
             row = await self._pool.fetchone(sql.SLOT_EXISTS, [])
             if row is not None and row[0]:
                 self._limited = True
