@@ -367,7 +367,7 @@ def test_a_worker_without_limited_tasks_switches_to_the_limited_claim_when_limit
 ) -> None:
     from autotask import registry
 
-    settings.AUTOTASK_HANDLE_TASK_IDLE_TIME = 60
+    settings.AUTOTASK_HANDLE_TASK_IDLE_TIME = 1  # it asks whether limits are in use once a poll
     monkeypatch.setattr(registry, "_limited", set())  # as in a process whose tasks have none
     start_worker()
     assert add(1, 1).wait(10).result == 2  # claimed with the plain statement
