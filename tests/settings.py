@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "autotask",
     "tests.app",
     "tests.limited",
+    "tests.flows",
 ]
 # What the admin needs (tests/test_admin.py), and no more: other tests' requests go through it too.
 MIDDLEWARE = [

@@ -24,6 +24,8 @@ def test_migrate_to_zero_and_back() -> None:
             "autotask_task_updated",
             "autotask_task_slot_released",
             "autotask_task_slot_released_deleted",
+            "autotask_task_dependency_finished",
+            "autotask_task_dependency_deleted",
         },
         {
             "autotask_task",
@@ -31,6 +33,7 @@ def test_migrate_to_zero_and_back() -> None:
             "autotask_schedule",
             "autotask_queue",
             "autotask_slot",
+            "autotask_dependency",
         },
     )
     call_command("migrate", "autotask", "zero", verbosity=0)
@@ -43,7 +46,7 @@ def test_migrate_to_zero_and_back() -> None:
             runtime.start()
     finally:
         call_command("migrate", "autotask", verbosity=0)
-    assert len(_autotask_objects()[0]) == 4
+    assert len(_autotask_objects()[0]) == 6
 
 
 @pytest.mark.django_db(transaction=True)

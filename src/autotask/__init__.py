@@ -3,6 +3,7 @@
 from . import backoff
 from .context import RunContext, current
 from .exceptions import (
+    DependencyFailed,
     InvalidTaskOptions,
     NotMigrated,
     Postpone,
@@ -20,6 +21,7 @@ from .store import (
     LimitCount,
     QueueRecord,
     ScheduleRecord,
+    WorkflowCount,
     alimits,
     apause_queue,
     apause_schedule,
@@ -60,6 +62,8 @@ from .tasks import (
     periodic_task,
     task,
 )
+from .workflow_handles import AsyncWorkflowHandle, WorkflowHandle
+from .workflows import Chain, Group, Signature, chain, group
 
 __all__ = [
     "CANCELLED",
@@ -68,6 +72,10 @@ __all__ = [
     "RUNNING",
     "WAITING",
     "AsyncTaskHandle",
+    "AsyncWorkflowHandle",
+    "Chain",
+    "DependencyFailed",
+    "Group",
     "Health",
     "InvalidTaskOptions",
     "LimitCount",
@@ -80,6 +88,7 @@ __all__ = [
     "RuntimeStopped",
     "ScheduleDoesNotExist",
     "ScheduleRecord",
+    "Signature",
     "Status",
     "Task",
     "TaskError",
@@ -88,6 +97,8 @@ __all__ = [
     "TaskTimeout",
     "TooManyPostpones",
     "WorkerLost",
+    "WorkflowCount",
+    "WorkflowHandle",
     "adeschedule",
     "aenqueue",
     "ahealth",
@@ -99,11 +110,13 @@ __all__ = [
     "aresume_schedule",
     "aschedules",
     "backoff",
+    "chain",
     "cron_task",
     "current",
     "delayed_task",
     "deschedule",
     "enqueue",
+    "group",
     "health",
     "limits",
     "pause_queue",

@@ -221,8 +221,12 @@ class TaskRunAdmin(_RunAdmin):
                 )
             },
         ),
+        ("Workflow", {"fields": ("workflow", "waiting_for", "waits_for", "needed_by")}),
     )
     readonly_fields = (
+        "workflow",
+        "waits_for",
+        "needed_by",
         "arguments",
         "keyword_arguments",
         "return_value",
@@ -288,6 +292,37 @@ class TaskRunAdmin(_RunAdmin):
         return "-" if run.worker_id is None else f"{str(run.worker_id)[:8]} (gone)"
 
     @admin.display(description="args")
+    @admin.display(description="workflow")
+    def workflow(self, run: TaskRun) -> str:
+        """A link to the list of the workflow's steps (the changelist filtered by its id)."""
+        if run.workflow_id is None:
+            return "-"
+        url = reverse(f"{self.admin_site.name}:autotask_taskrun_changelist")
+        return format_html('<a href="{0}?workflow_id={1}">workflow {1}</a>', url, run.workflow_id)
+
+    @admin.display(description="runs after")
+    def waits_for(self, run: TaskRun) -> str:
+        """The runs it depends on (it is due once they have all finished)."""
+        dependencies = run.dependencies.order_by("position")
+        return self._run_links(dependencies.values_list("depends_on_id", flat=True))
+
+    @admin.display(description="needed by")
+    def needed_by(self, run: TaskRun) -> str:
+        """The runs that depend on it."""
+        return self._run_links(run.dependents.order_by("run_id").values_list("run_id", flat=True))
+
+    def _run_links(self, run_ids: Any) -> str:
+        ids = list(run_ids[:51])
+        if not ids:
+            return "-"
+        change = f"{self.admin_site.name}:autotask_taskrun_change"
+        links = [
+            format_html('<a href="{}">#{}</a>', reverse(change, args=[run_id]), run_id)
+            for run_id in ids[:50]
+        ]
+        more = ", ..." if len(ids) > 50 else ""
+        return format_html("{}{}", format_html_join(", ", "{}", ((link,) for link in links)), more)
+
     def arguments(self, run: TaskRun) -> SafeString:
         return _json(run.args)
 

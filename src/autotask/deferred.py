@@ -9,6 +9,7 @@ unawaited, says which task's run was not enqueued and how to write the call.
 
 from __future__ import annotations
 
+import asyncio
 import warnings
 from collections.abc import Coroutine, Generator
 from typing import Any, TypeVar
@@ -49,3 +50,16 @@ class Deferred(Coroutine[Any, Any, T]):
                 RuntimeWarning,
                 stacklevel=2,
             )
+
+
+def refuse_in_event_loop(call: str, instead: str) -> None:
+    """A sync enqueue blocks on Django's connection: inside a running event loop it would stall
+    every coroutine of that loop, so it is refused, naming the async spelling to use."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise RuntimeError(
+        f"{call} was called inside a running event loop, where it would block. "
+        f"Use `{instead}` in async code."
+    )

@@ -71,6 +71,12 @@ class WorkerLost(RuntimeError):
     """The process running a run stopped heartbeating (killed, or cut off) with it unfinished."""
 
 
+class DependencyFailed(RuntimeError):
+    """A run it needed to succeed (an earlier step of its chain, a group before an
+    ``only_on_success`` step, a ``depends_on`` run) did not: it was CANCELLED, never run. The
+    type named in such a run's error; never raised."""
+
+
 def is_missing_table(exc: BaseException) -> bool:
     """Whether ``exc`` (psycopg's, or Django's wrapping it) says an autotask table is missing."""
     cause = exc if isinstance(exc, psycopg.errors.UndefinedTable) else exc.__cause__

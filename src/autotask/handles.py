@@ -20,7 +20,7 @@ import contextlib
 import logging
 import queue as _queue
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime
 from typing import Any, Self
 
@@ -100,6 +100,9 @@ class _HandleState:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} #{self.id} {self._status}>"
 
+    def _still(self) -> str:
+        return f"Task run #{self.id} ({self.name}) is still {self._status}."
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, _HandleState) and type(other) is type(self) and other.id == self.id
 
@@ -113,7 +116,7 @@ def _ttl(name: str) -> float:
     return DEFAULT_TTL if task is None else float(task.ttl)
 
 
-def _deadline(timeout: float | None) -> float | None:
+def deadline_after(timeout: float | None) -> float | None:
     if timeout is None:
         return None
     if timeout < 0:
@@ -121,15 +124,30 @@ def _deadline(timeout: float | None) -> float | None:
     return time.monotonic() + timeout
 
 
-def _wait_time(deadline: float | None, handle: _HandleState) -> float:
-    """Seconds to wait for the next notification: the poll interval, cut by the deadline."""
+def wait_time(deadline: float | None, still: Callable[[], str]) -> float:
+    """Seconds to wait for the next notification: the poll interval, cut by the deadline (past
+    it, TimeoutError saying what is ``still`` unfinished)."""
     poll = conf.get().poll_interval
     if deadline is None:
         return poll
     remaining = deadline - time.monotonic()
     if remaining <= 0:
-        raise TimeoutError(f"Task run #{handle.id} ({handle.name}) is still {handle._status}.")
+        raise TimeoutError(still())
     return min(poll, remaining)
+
+
+def in_open_transaction(enqueued_by: int | None) -> bool:
+    """Whether the run (or workflow) was enqueued by the transaction still open here (a sync
+    enqueue inside ``atomic()``): no worker can see it yet."""
+    return enqueued_by is not None and store.in_open_transaction(enqueued_by)
+
+
+def invisible_error(what: str) -> RuntimeError:
+    return RuntimeError(
+        f"{what} was enqueued in the transaction that is still open, so no worker can see it "
+        "yet: wait for it after the transaction.atomic() block. (In tests, use "
+        "transactional_db.)"
+    )
 
 
 def _digest(current: Status, pending: list[Status | None]) -> tuple[list[Status], bool]:
@@ -218,7 +236,7 @@ class TaskHandle(_HandleState):
         """
         self._check_visible()
         inbox: _queue.SimpleQueue[Status | None] = _queue.SimpleQueue()
-        deadline = _deadline(timeout)
+        deadline = deadline_after(timeout)
         with runtime.watch(self.id, inbox.put):
             if not self._finished:
                 yield self._status
@@ -227,7 +245,7 @@ class TaskHandle(_HandleState):
             if self._status != previous or self._finished:
                 yield self._status
             while not self._finished:
-                wait = _wait_time(deadline, self)
+                wait = wait_time(deadline, self._still)
                 try:
                     pending = [inbox.get(timeout=wait)]
                 except _queue.Empty:
@@ -248,7 +266,7 @@ class TaskHandle(_HandleState):
         """Whether this run was enqueued in the transaction that is still open (sync only)."""
         if self._enqueued_by is None:
             return False
-        if store.in_open_transaction(self._enqueued_by):
+        if in_open_transaction(self._enqueued_by):
             return True
         if not store.in_atomic_block():
             self._enqueued_by = None
@@ -257,11 +275,7 @@ class TaskHandle(_HandleState):
     def _check_visible(self) -> None:
         """Waiting on a run inside the still-open transaction that enqueued it cannot end."""
         if self._invisible():
-            raise RuntimeError(
-                f"Task run #{self.id} was enqueued in the transaction that is still "
-                "open, so no worker can see it yet: wait for it after the "
-                "transaction.atomic() block. (In tests, use transactional_db.)"
-            )
+            raise invisible_error(f"Task run #{self.id}")
 
     def wait(self, timeout: float | None = None) -> Self:
         """Block until the run is finished; TimeoutError after ``timeout`` seconds."""
@@ -305,7 +319,7 @@ class AsyncTaskHandle(_HandleState):
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(inbox.put_nowait, status)
 
-        deadline = _deadline(timeout)
+        deadline = deadline_after(timeout)
         with runtime.watch(self.id, deliver):
             if not self._finished:
                 yield self._status
@@ -314,7 +328,7 @@ class AsyncTaskHandle(_HandleState):
             if self._status != previous or self._finished:
                 yield self._status
             while not self._finished:
-                wait = _wait_time(deadline, self)
+                wait = wait_time(deadline, self._still)
                 try:
                     pending = [await asyncio.wait_for(inbox.get(), wait)]
                 except TimeoutError:

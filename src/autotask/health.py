@@ -1,9 +1,9 @@
 """``autotask.health()``: what a person or a probe needs to tell whether tasks are being run.
 
 Counts per queue and status, the oldest due run's wait, the workers and their heartbeats, the
-leader, the next schedule runs, the paused queues and the limited keys, in five statements;
-and the problems found in them, so that ``manage.py autotask_health`` (a container probe) and
-the future monitor judge alike.
+leader, the next schedule runs, the paused queues, the limited keys and the workflows, in six
+statements; and the problems found in them, so that ``manage.py autotask_health`` (a container
+probe) and the future monitor judge alike.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from . import conf, store
 from .status import WAITING, Status
-from .store import LimitCount, QueueCount, ScheduleRecord, WorkerRecord
+from .store import LimitCount, QueueCount, ScheduleRecord, WorkerRecord, WorkflowCount
 
 # A due run waiting longer than this (seconds) makes the system unhealthy, by default.
 DEFAULT_MAX_DUE_AGE = 300.0
@@ -40,6 +40,8 @@ class Health:
     problems: list[str] = field(default_factory=list)
     # Limited keys in use or waited on; their waiting runs are not counted as due in queues.
     limits: list[LimitCount] = field(default_factory=list)
+    # Workflows not finished, and runs waiting for others (not due, so not counted as due).
+    workflows: WorkflowCount = field(default_factory=lambda: WorkflowCount(0, 0))
 
     @property
     def healthy(self) -> bool:
@@ -87,6 +89,10 @@ class Health:
                 }
                 for limit in self.limits
             ],
+            "workflows": {
+                "unfinished": self.workflows.unfinished,
+                "waiting_for_others": self.workflows.waiting_for_others,
+            },
         }
 
 
@@ -99,16 +105,22 @@ def health(max_due_age: float = DEFAULT_MAX_DUE_AGE) -> Health:
         store.schedules(),
         paused,
         store.limits(),
+        store.workflow_counts(),
         max_due_age,
     )
 
 
 async def ahealth(max_due_age: float = DEFAULT_MAX_DUE_AGE) -> Health:
-    counts, workers, schedules, queues, limits = await asyncio.gather(
-        store.arun_counts(), store.aworkers(), store.aschedules(), store.aqueues(), store.alimits()
+    counts, workers, schedules, queues, limits, workflows = await asyncio.gather(
+        store.arun_counts(),
+        store.aworkers(),
+        store.aschedules(),
+        store.aqueues(),
+        store.alimits(),
+        store.aworkflow_counts(),
     )
     paused = {q.name for q in queues if q.paused}
-    return _judge(counts, workers, schedules, paused, limits, max_due_age)
+    return _judge(counts, workers, schedules, paused, limits, workflows, max_due_age)
 
 
 def _judge(
@@ -117,6 +129,7 @@ def _judge(
     schedules: list[ScheduleRecord],
     paused: set[str],
     limits: list[LimitCount],
+    workflows: WorkflowCount,
     max_due_age: float,
 ) -> Health:
     timeout = conf.get().worker_timeout
@@ -147,6 +160,7 @@ def _judge(
         max_due_age=max_due_age,
         problems=_problems(queues, max_due_age),
         limits=limits,
+        workflows=workflows,
     )
 
 

@@ -69,6 +69,26 @@ class TaskRun(models.Model):
         null=True, blank=True, help_text="How many runs of its key may start per rate_period."
     )
     rate_period = models.FloatField(null=True, blank=True, help_text="In seconds.")
+    workflow_id = models.BigIntegerField(
+        null=True, blank=True, help_text="The workflow (chain or group) it is a step of."
+    )
+    waiting_for = models.IntegerField(
+        null=True,
+        blank=True,
+        help_text="How many of the runs it depends on have not finished: it is not due before "
+        "none has (its run_at is the far future until then).",
+    )
+    has_dependents = models.BooleanField(
+        default=False, db_default=False, help_text="Other runs wait for it to finish."
+    )
+    result_arg = models.CharField(
+        max_length=8,
+        null=True,
+        blank=True,
+        choices=[("one", "one"), ("list", "list")],
+        help_text="What it is given, as its first argument, when its dependencies finish: "
+        "its one dependency's result, or the list of their results; empty: nothing.",
+    )
 
     class Meta:
         db_table = "autotask_task"
@@ -107,6 +127,12 @@ class TaskRun(models.Model):
                 name="autotask_task_rate_waiting",
                 condition=models.Q(status="waiting", rate_key__isnull=False),
             ),
+            # A workflow's steps (its handle, the admin's filter).
+            models.Index(
+                fields=["workflow_id"],
+                name="autotask_task_workflow",
+                condition=models.Q(workflow_id__isnull=False),
+            ),
             # Pruning: finished runs in the order they expire.
             models.Index(
                 "expires_at",
@@ -138,6 +164,51 @@ class TaskRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} #{self.id} ({self.status})"
+
+
+class Dependency(models.Model):
+    """One edge of a workflow: ``run`` is not due before ``depends_on`` has finished.
+
+    A row trigger on the run that finishes follows its edges in the same transaction: each
+    dependent's ``waiting_for`` drops by one (its row lock makes two runs finishing at once in two
+    processes take turns, so exactly one of them brings it to zero), and the one that reaches zero
+    is made due, given its dependencies' results; a dependent that needed the run to succeed
+    (``required``) is cancelled instead, with the runs that need it. ``depends_on`` has no foreign
+    key: a finished dependency may be pruned once nothing waits for it; a dependent's edges go
+    with it (ON DELETE CASCADE, in the migration).
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    run = models.ForeignKey(
+        TaskRun,
+        on_delete=models.DO_NOTHING,  # the database cascades (migration 0009)
+        db_constraint=False,
+        db_index=False,  # the unique constraint's index serves
+        related_name="dependencies",
+    )
+    depends_on = models.ForeignKey(
+        TaskRun,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="dependents",
+    )
+    position = models.IntegerField(help_text="Its result's place in the list the run is given.")
+    required = models.BooleanField(
+        help_text="If it does not end DONE, the run is cancelled instead of run."
+    )
+    finished = models.BooleanField(
+        default=False, db_default=False, help_text="It has finished and the run was told."
+    )
+
+    class Meta:
+        db_table = "autotask_dependency"
+        verbose_name_plural = "dependencies"
+        constraints = [
+            models.UniqueConstraint(fields=["run", "depends_on"], name="autotask_dependency_edge"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.run_id} after #{self.depends_on_id}"
 
 
 class Worker(models.Model):

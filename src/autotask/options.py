@@ -174,6 +174,11 @@ def check(task: Task[..., Any]) -> None:
         )
     if task.unique_key is not None:
         text(task.unique_key, "unique_key", MAX_NAME)
+    if task.depends_on and (task.unique or task.unique_key is not None):
+        raise InvalidTaskOptions(
+            f"{task.name}: depends_on cannot be combined with unique (an enqueue that found "
+            "the key taken would return a run that does not wait)."
+        )
     if task.concurrency is not None:
         limit_count(task.concurrency, "concurrency")
     if task.rate is not None:

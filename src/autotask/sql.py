@@ -77,6 +77,16 @@ RUN_INSERT_LIMITED_UNIQUE = (
     f"{_RUN_INSERT_LIMITED} {_RUN_UNIQUE} RETURNING {RUN_COLUMNS}, txid_current()"
 )
 
+# The limits of many runs (the rows of ``r``), for _SLOTS_PROVISION.
+_LIMITS_OF_MANY = """limits AS (
+    SELECT 'concurrency' AS kind, concurrency_key AS key, max(concurrency) AS n,
+           NULL::float8 AS period
+    FROM r WHERE concurrency_key IS NOT NULL GROUP BY concurrency_key
+    UNION ALL
+    SELECT 'rate', rate_key, max(rate), max(rate_period) FROM r WHERE rate_key IS NOT NULL
+    GROUP BY rate_key
+),"""
+
 # Many runs in one statement (one trigger call, so one NOTIFY per queue). Identity values are
 # drawn in the order of the SELECT, so the new rows' ids follow the input's order; a row that
 # met an existing unique_key comes back as that run (store.py puts each back in its place).
@@ -89,14 +99,7 @@ WITH r AS (
          AS r(name, queue, args, kwargs, priority, max_attempts, run_at, delay, unique_key,
               concurrency_key, concurrency, rate_key, rate, rate_period, n)
 ),
-limits AS (
-    SELECT 'concurrency' AS kind, concurrency_key AS key, max(concurrency) AS n,
-           NULL::float8 AS period
-    FROM r WHERE concurrency_key IS NOT NULL GROUP BY concurrency_key
-    UNION ALL
-    SELECT 'rate', rate_key, max(rate), max(rate_period) FROM r WHERE rate_key IS NOT NULL
-    GROUP BY rate_key
-),
+{_LIMITS_OF_MANY}
 {_SLOTS_PROVISION}
 INSERT INTO autotask_task
     (name, queue, args, kwargs, priority, max_attempts, run_at, status, unique_key,
@@ -108,6 +111,143 @@ FROM r
 ORDER BY r.n
 {_RUN_UNIQUE}
 RETURNING {RUN_COLUMNS}, unique_key
+"""
+
+# --- workflows: runs that wait for other runs (see migrations/0009_workflows.py) ---
+
+# The run_at of a run that waits for others: the far future (but a year Python can represent in
+# any time zone), so that the claim, the next-due query and health leave it alone unchanged.
+# The trigger that brings its waiting_for to zero sets it to now().
+_WAITING_FOR_OTHERS = "'9999-01-01 00:00:00+00'::timestamptz"
+
+# A workflow's steps and their edges in one statement (so one transaction, joining the caller's
+# when sync), under one new workflow id. Steps come in an order where each follows the steps it
+# depends on; edges name steps by their place in it (1-based), as WITH ORDINALITY numbers them,
+# and ids are drawn in that order too. A step whose waiting_for is 0 starts the workflow.
+WORKFLOW_INSERT = f"""
+WITH workflow AS (SELECT nextval('autotask_workflow_id_seq') AS id),
+r AS (
+    SELECT * FROM unnest(%(names)s::text[], %(queues)s::text[], %(args)s::text[],
+                         %(kwargs)s::text[], %(priorities)s::int[], %(max_attempts)s::int[],
+                         %(run_ats)s::timestamptz[], %(delays)s::float8[],
+                         %(concurrency_keys)s::text[], %(concurrencies)s::int[],
+                         %(rate_keys)s::text[], %(rates)s::int[], %(rate_periods)s::float8[],
+                         %(waiting_for)s::int[], %(has_dependents)s::bool[],
+                         %(result_args)s::text[])
+         WITH ORDINALITY
+         AS r(name, queue, args, kwargs, priority, max_attempts, run_at, delay, concurrency_key,
+              concurrency, rate_key, rate, rate_period, waiting_for, has_dependents, result_arg,
+              n)
+),
+{_LIMITS_OF_MANY}
+{_SLOTS_PROVISION},
+inserted AS (
+    INSERT INTO autotask_task
+        (name, queue, args, kwargs, priority, max_attempts, run_at, status, concurrency_key,
+         concurrency_limit, rate_key, rate_limit, rate_period, workflow_id, waiting_for,
+         has_dependents, result_arg)
+    SELECT r.name, r.queue, r.args::jsonb, r.kwargs::jsonb, r.priority, r.max_attempts,
+           CASE WHEN r.waiting_for > 0 THEN {_WAITING_FOR_OTHERS}
+                ELSE COALESCE(r.run_at, statement_timestamp() + r.delay * interval '1 second')
+           END,
+           'waiting', r.concurrency_key, r.concurrency, r.rate_key, r.rate, r.rate_period,
+           workflow.id, r.waiting_for, r.has_dependents, r.result_arg
+    FROM r CROSS JOIN workflow
+    ORDER BY r.n
+    RETURNING {RUN_COLUMNS}
+),
+numbered AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM inserted),
+edges AS (
+    INSERT INTO autotask_dependency (run_id, depends_on_id, position, required)
+    SELECT a.id, b.id, e.position, e.required
+    FROM unnest(%(edge_steps)s::int[], %(edge_dependencies)s::int[], %(edge_positions)s::int[],
+                %(edge_required)s::bool[]) AS e(step, dependency, position, required)
+    JOIN numbered AS a ON a.n = e.step
+    JOIN numbered AS b ON b.n = e.dependency
+)
+SELECT inserted.*, workflow.id, txid_current() FROM inserted CROSS JOIN workflow
+ORDER BY inserted.id
+"""
+
+# One run after existing ones (depends_on=): each of them is marked as having dependents, and
+# so locked, which makes a dependency finishing at this moment either finish first (it is then
+# seen finished here, and not waited for) or see this run's edge when it does. A dependency that
+# already failed means the run is inserted CANCELLED, saying why; one that does not exist (never
+# did, or pruned) means nothing is inserted at all, and no row comes back.
+_RUN_INSERT_AFTER = f"""
+dependencies AS (
+    UPDATE autotask_task SET has_dependents = true
+    WHERE id = ANY(%s::bigint[])
+    RETURNING id, name, status
+),
+state AS (
+    SELECT count(*) AS found,
+           count(*) FILTER (WHERE status IN ('waiting', 'running')) AS unfinished,
+           (array_agg('#' || id || ' (' || name || ') ended ' || upper(status) ORDER BY id)
+               FILTER (WHERE status IN ('error', 'cancelled')))[1] AS failed
+    FROM dependencies
+),
+inserted AS (
+    INSERT INTO autotask_task
+        (name, queue, args, kwargs, priority, max_attempts, run_at, status, unique_key,
+         concurrency_key, concurrency_limit, rate_key, rate_limit, rate_period, waiting_for,
+         finished_at, expires_at, error)
+    SELECT %s, %s, %s::jsonb, %s::jsonb, %s, %s,
+           CASE WHEN s.unfinished > 0 THEN {_WAITING_FOR_OTHERS}
+                ELSE COALESCE(%s::timestamptz, statement_timestamp() + %s * interval '1 second')
+           END,
+           CASE WHEN s.failed IS NULL THEN 'waiting' ELSE 'cancelled' END,
+           %s, %s, %s, %s, %s, %s, s.unfinished,
+           CASE WHEN s.failed IS NOT NULL THEN now() END,
+           CASE WHEN s.failed IS NOT NULL THEN now() + %s * interval '1 second' END,
+           CASE WHEN s.failed IS NOT NULL THEN jsonb_build_object(
+               'type', 'autotask.exceptions.DependencyFailed',
+               'message', 'not run: run ' || s.failed || ', which it needed to succeed',
+               'traceback', '') END
+    FROM state AS s
+    WHERE s.found = cardinality(%s::bigint[])
+    RETURNING {RUN_COLUMNS}, txid_current()
+),
+edges AS (
+    INSERT INTO autotask_dependency (run_id, depends_on_id, position, required, finished)
+    SELECT i.id, d.id, row_number() OVER (ORDER BY d.id) - 1, true,
+           i.status = 'cancelled' OR d.status NOT IN ('waiting', 'running')
+    FROM inserted AS i CROSS JOIN dependencies AS d
+)
+SELECT * FROM inserted
+"""
+RUN_INSERT_AFTER = _LIMITS_OF_ONE + _SLOTS_PROVISION + "," + _RUN_INSERT_AFTER
+
+# A workflow's steps, in order, each with whether it ends the workflow (no step of the same
+# workflow depends on it): the handle's status and result are those of these.
+WORKFLOW_SELECT = f"""
+SELECT {RUN_COLUMNS}, NOT EXISTS (
+    SELECT 1 FROM autotask_dependency AS d JOIN autotask_task AS x ON x.id = d.run_id
+    WHERE d.depends_on_id = t.id AND x.workflow_id = t.workflow_id)
+FROM autotask_task AS t WHERE t.workflow_id = %s ORDER BY t.id
+"""
+
+# Cancelling a workflow: its waiting steps at once (each kept for its task's ttl, from the
+# caller's registry, else %(ttl)s), and its running ones asked to stop.
+WORKFLOW_SET_CANCELLED_IF_WAITING = """
+UPDATE autotask_task AS t
+SET status = 'cancelled', finished_at = now(),
+    expires_at = now() + COALESCE(
+        (SELECT k.ttl FROM unnest(%(names)s::text[], %(ttls)s::float8[]) AS k(name, ttl)
+         WHERE k.name = t.name), %(ttl)s) * interval '1 second'
+WHERE t.workflow_id = %(workflow_id)s AND t.status = 'waiting'
+RETURNING t.id
+"""
+WORKFLOW_REQUEST_CANCEL_IF_RUNNING = """
+SELECT pg_notify('autotask_cancel', id::text) FROM autotask_task
+WHERE workflow_id = %(workflow_id)s AND status = 'running'
+"""
+
+# health(): workflows with a step waiting or running, and the runs waiting for others.
+WORKFLOW_COUNT_UNFINISHED = """
+SELECT count(DISTINCT workflow_id), count(*) FILTER (WHERE waiting_for > 0)
+FROM autotask_task WHERE status IN ('waiting', 'running')
+  AND (workflow_id IS NOT NULL OR waiting_for > 0)
 """
 
 RUN_SELECT = f"SELECT {RUN_COLUMNS} FROM autotask_task WHERE id = %s"
@@ -140,6 +280,8 @@ WITH retried AS (
     SET status = 'waiting', attempts = 0, run_at = now(), started_at = NULL,
         finished_at = NULL, expires_at = NULL, worker_id = NULL, error = NULL
     WHERE id = ANY(%(ids)s) AND status IN ('error', 'cancelled')
+      -- Not a step cancelled because a run it needed failed: it would run without its inputs.
+      AND NOT COALESCE(waiting_for > 0, false)
       -- A unique run waits again only if no run with its key waits or runs (the partial
       -- unique index would refuse the whole statement), and only one per key.
       AND (unique_key IS NULL OR (
@@ -152,11 +294,12 @@ WITH retried AS (
 SELECT id, pg_notify('autotask', queue) FROM retried
 """
 
-# Run now: a waiting run that was due later is due at once.
+# Run now: a waiting run that was due later is due at once (not one waiting for others).
 RUN_SET_DUE_NOW_IF_WAITING_MANY = """
 WITH due AS (
     UPDATE autotask_task SET run_at = now()
     WHERE id = ANY(%s) AND status = 'waiting' AND run_at > now()
+      AND NOT COALESCE(waiting_for > 0, false)
     RETURNING id, queue
 )
 SELECT id, pg_notify('autotask', queue) FROM due
@@ -332,11 +475,12 @@ RUN_CLAIM_MANY_LIMITED_IN_QUEUES = _RUN_CLAIM_MANY.format(
     queue_filter=_IN_QUEUES, claim=_RUN_CLAIM_SET, claimed=_RUN_CLAIM_RETURNING,
     not_paused=_NOT_PAUSED, within_limits=_WITHIN_LIMITS,
 )  # fmt: skip
-# One run by id, due or not (AUTOTASK_EAGER runs what was just enqueued, limits or not).
+# One run by id, due or not (AUTOTASK_EAGER runs what was just enqueued, limits or not), but
+# not one still waiting for others.
 RUN_CLAIM_ONE_IF_WAITING = f"""
 UPDATE autotask_task AS t
 {_RUN_CLAIM_SET}
-WHERE t.id = %(id)s AND t.status = 'waiting'
+WHERE t.id = %(id)s AND t.status = 'waiting' AND NOT COALESCE(t.waiting_for > 0, false)
 {_RUN_CLAIM_RETURNING}
 """
 
@@ -444,12 +588,18 @@ WHERE t.status = 'running'
 RETURNING t.id, t.status
 """
 
+# A finished run that a run still waiting for others depends on is kept, whatever its ttl:
+# that run is to be given its result. (An index probe, for runs with dependents only.)
+_NOT_AWAITED = """(NOT has_dependents OR NOT EXISTS (
+        SELECT 1 FROM autotask_dependency AS d JOIN autotask_task AS x ON x.id = d.run_id
+        WHERE d.depends_on_id = autotask_task.id AND x.status = 'waiting' AND x.waiting_for > 0))"""
+
 # Pruning, a batch at a time: finished runs past their expires_at.
-RUN_DELETE_EXPIRED_BATCH = """
+RUN_DELETE_EXPIRED_BATCH = f"""
 DELETE FROM autotask_task
 WHERE id IN (
     SELECT id FROM autotask_task
-    WHERE status IN ('done', 'error', 'cancelled') AND expires_at < now()
+    WHERE status IN ('done', 'error', 'cancelled') AND expires_at < now() AND {_NOT_AWAITED}
     ORDER BY expires_at
     LIMIT %s
     FOR UPDATE SKIP LOCKED
@@ -458,8 +608,8 @@ WHERE id IN (
 
 # manage.py autotask_prune: finished runs in the given statuses that finished more than
 # %(older_than)s seconds ago, or (older_than NULL) whose ttl has passed; a batch at a time.
-_RUN_FINISHED_MATCHING = """
-    status = ANY(%(statuses)s)
+_RUN_FINISHED_MATCHING = f"""
+    status = ANY(%(statuses)s) AND {_NOT_AWAITED}
     AND CASE WHEN %(older_than)s::float8 IS NULL THEN expires_at < now()
              ELSE finished_at < now() - %(older_than)s::float8 * interval '1 second' END
 """

@@ -48,6 +48,8 @@ class NewRun:
     rate_key: str | None = None  # runs with one key start at most ``rate`` per ``rate_period``
     rate: int | None = None
     rate_period: float | None = None
+    depends_on: tuple[int, ...] = ()  # ids of runs it is not due before (depends_on=)
+    ttl: float = conf.DEFAULT_TTL  # kept this long if born CANCELLED (a dependency failed)
 
     @property
     def limited(self) -> bool:
@@ -55,6 +57,10 @@ class NewRun:
 
     def params(self) -> list[Any]:
         """The insert's parameters, in the order of its placeholders."""
+        if self.depends_on:
+            ids = list(self.depends_on)
+            limits = self._limit_params()
+            return [*limits, ids, *self._run_params(), *limits, self.ttl, ids]
         if self.limited:
             return [*self._limit_params(), *self._run_params(), *self._limit_params()]
         return self._run_params()
@@ -177,19 +183,29 @@ async def _afetchall(statement: str, params: Params) -> list[tuple[Any, ...]]:
 
 def insert_run(run: NewRun) -> tuple[RunRecord, int | None]:
     """Insert one run; with the enqueuing transaction's id when inside ``atomic()``, else None."""
-    row = _fetchone(_insert_statement(run), run.params())
-    assert row is not None
+    row = _inserted(run, _fetchone(_insert_statement(run), run.params()))
     transaction = row[-1] if in_atomic_block() else None
     return RunRecord.from_row(row), transaction
 
 
 async def ainsert_run(run: NewRun) -> RunRecord:
     row = await _afetchone(_insert_statement(run), run.params())
-    assert row is not None
-    return RunRecord.from_row(row)
+    return RunRecord.from_row(_inserted(run, row))
+
+
+def _inserted(run: NewRun, row: tuple[Any, ...] | None) -> tuple[Any, ...]:
+    if row is None:  # only a run after others is not inserted: one of them does not exist
+        ids = ", ".join(f"#{run_id}" for run_id in run.depends_on)
+        raise RunDoesNotExist(
+            f"{run.name}: one of the runs it depends on ({ids}) does not exist (it may have "
+            "been pruned); nothing was enqueued."
+        )
+    return row
 
 
 def _insert_statement(run: NewRun) -> str:
+    if run.depends_on:
+        return sql.RUN_INSERT_AFTER
     if run.limited:
         return sql.RUN_INSERT_LIMITED if run.unique_key is None else sql.RUN_INSERT_LIMITED_UNIQUE
     return sql.RUN_INSERT if run.unique_key is None else sql.RUN_INSERT_UNIQUE
@@ -240,6 +256,134 @@ async def ainsert_runs(runs: Sequence[NewRun]) -> list[RunRecord]:
         return []
     rows = await _afetchall(sql.RUN_INSERT_MANY, _many_params(_distinct_keys(runs)))
     return _records_in_order(runs, rows)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowStep:
+    """A run of a workflow to insert, and where it stands among the others."""
+
+    run: NewRun
+    waiting_for: int  # how many steps it depends on (0: it starts the workflow)
+    has_dependents: bool
+    result_arg: str | None  # "one", "list", or None: it is given no result
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowEdge:
+    """``step`` is not due before ``dependency`` finished (steps by 1-based place)."""
+
+    step: int
+    dependency: int
+    position: int  # the dependency's result's place in the list the step is given
+    required: bool  # if the dependency does not end DONE, the step is cancelled
+
+
+def _workflow_params(
+    steps: Sequence[WorkflowStep], edges: Sequence[WorkflowEdge]
+) -> dict[str, Any]:
+    runs = [step.run for step in steps]
+    (names, queues, args, kwargs, priorities, max_attempts, run_ats, delays, _) = (
+        list(column) for column in zip(*(run._run_params() for run in runs), strict=True)
+    )
+    (concurrency_keys, concurrencies, rate_keys, rates, rate_periods) = (
+        list(column) for column in zip(*(run._limit_params() for run in runs), strict=True)
+    )
+    return {
+        "names": names,
+        "queues": queues,
+        "args": args,
+        "kwargs": kwargs,
+        "priorities": priorities,
+        "max_attempts": max_attempts,
+        "run_ats": run_ats,
+        "delays": delays,
+        "concurrency_keys": concurrency_keys,
+        "concurrencies": concurrencies,
+        "rate_keys": rate_keys,
+        "rates": rates,
+        "rate_periods": rate_periods,
+        "waiting_for": [step.waiting_for for step in steps],
+        "has_dependents": [step.has_dependents for step in steps],
+        "result_args": [step.result_arg for step in steps],
+        "edge_steps": [edge.step for edge in edges],
+        "edge_dependencies": [edge.dependency for edge in edges],
+        "edge_positions": [edge.position for edge in edges],
+        "edge_required": [edge.required for edge in edges],
+    }
+
+
+def insert_workflow(
+    steps: Sequence[WorkflowStep], edges: Sequence[WorkflowEdge]
+) -> tuple[int, list[RunRecord], int | None]:
+    """Insert a workflow in one statement: its id, a record per step in order, and the
+    enqueuing transaction's id when inside ``atomic()`` (else None)."""
+    rows = _fetchall(sql.WORKFLOW_INSERT, _workflow_params(steps, edges))
+    transaction = rows[0][-1] if in_atomic_block() else None
+    return rows[0][-2], [RunRecord.from_row(row) for row in rows], transaction
+
+
+async def ainsert_workflow(
+    steps: Sequence[WorkflowStep], edges: Sequence[WorkflowEdge]
+) -> tuple[int, list[RunRecord]]:
+    rows = await _afetchall(sql.WORKFLOW_INSERT, _workflow_params(steps, edges))
+    return rows[0][-2], [RunRecord.from_row(row) for row in rows]
+
+
+def _workflow(workflow_id: int, rows: list[tuple[Any, ...]]) -> list[tuple[RunRecord, bool]]:
+    if not rows:
+        raise RunDoesNotExist(f"No workflow with id {workflow_id} (it may have been pruned).")
+    return [(RunRecord.from_row(row), bool(row[-1])) for row in rows]
+
+
+def fetch_workflow(workflow_id: int) -> list[tuple[RunRecord, bool]]:
+    """A workflow's steps in order, each with whether it ends the workflow; RunDoesNotExist if
+    it has none (never had, or all were pruned)."""
+    return _workflow(workflow_id, _fetchall(sql.WORKFLOW_SELECT, [workflow_id]))
+
+
+async def afetch_workflow(workflow_id: int) -> list[tuple[RunRecord, bool]]:
+    return _workflow(workflow_id, await _afetchall(sql.WORKFLOW_SELECT, [workflow_id]))
+
+
+def _cancel_params(workflow_id: int, ttls: Mapping[str, float]) -> dict[str, Any]:
+    return {
+        "workflow_id": workflow_id,
+        "names": list(ttls),
+        "ttls": list(ttls.values()),
+        "ttl": conf.DEFAULT_TTL,
+    }
+
+
+def cancel_workflow(workflow_id: int, ttls: Mapping[str, float]) -> int:
+    """Cancel a workflow's waiting steps and ask its running ones to stop; how many steps were
+    cancelled or asked (``ttls``: how long to keep each task's cancelled rows)."""
+    params = _cancel_params(workflow_id, ttls)
+    cancelled = _fetchall(sql.WORKFLOW_SET_CANCELLED_IF_WAITING, params)
+    return len(cancelled) + len(_fetchall(sql.WORKFLOW_REQUEST_CANCEL_IF_RUNNING, params))
+
+
+async def acancel_workflow(workflow_id: int, ttls: Mapping[str, float]) -> int:
+    params = _cancel_params(workflow_id, ttls)
+    cancelled = await _afetchall(sql.WORKFLOW_SET_CANCELLED_IF_WAITING, params)
+    return len(cancelled) + len(await _afetchall(sql.WORKFLOW_REQUEST_CANCEL_IF_RUNNING, params))
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowCount:
+    """Workflows with a step waiting or running, and the runs waiting for other runs."""
+
+    unfinished: int
+    waiting_for_others: int
+
+
+def workflow_counts() -> WorkflowCount:
+    row = _fetchone(sql.WORKFLOW_COUNT_UNFINISHED, [])
+    return WorkflowCount(*row) if row is not None else WorkflowCount(0, 0)
+
+
+async def aworkflow_counts() -> WorkflowCount:
+    row = await _afetchone(sql.WORKFLOW_COUNT_UNFINISHED, [])
+    return WorkflowCount(*row) if row is not None else WorkflowCount(0, 0)
 
 
 def _missing(run_id: int) -> RunDoesNotExist:

@@ -9,7 +9,6 @@ with a ``schedule``: the leader enqueues its ticks, and calling it enqueues a on
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import hashlib
 import inspect
@@ -25,10 +24,12 @@ from django.conf import settings
 from . import conf, options, registry, serialize, signals, store, testing, wsgi
 from .backoff import Backoff, constant
 from .conf import DEFAULT_QUEUE, DEFAULT_TTL
-from .deferred import Deferred
+from .deferred import Deferred, refuse_in_event_loop
 from .exceptions import InvalidTaskOptions, TaskNotRegistered
 from .handles import AsyncTaskHandle, TaskHandle
 from .schedule import Cron, Every, Schedule, seed_cron, zone
+from .workflow_handles import AsyncWorkflowHandle, WorkflowHandle
+from .workflows import Signature
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -58,6 +59,7 @@ class Task(Generic[P, R]):
     concurrency_key: Callable[..., object] | None = None  # per key of the call's arguments
     rate: str | None = None  # at most this many starts per window ("10/m"), in all processes
     rate_key: Callable[..., object] | None = None  # per key of the call's arguments
+    depends_on: tuple[int, ...] = ()  # per call (using()): run ids it is not due before
 
     def __post_init__(self) -> None:
         options.check(self)
@@ -74,13 +76,18 @@ class Task(Generic[P, R]):
         priority: int | None = None,
         queue: str | None = None,
         unique_key: str | None = None,
+        depends_on: _Dependency | Iterable[_Dependency] | None = None,
     ) -> Task[P, R]:
         """A copy with per-call options; enqueue it the same way (call it, or ``defer``).
 
         ``unique_key``: while a run with this key waits or runs, enqueueing returns that run's
-        handle instead of a new one.
+        handle instead of a new one. ``depends_on``: a run's handle (or id), a workflow's, or
+        a list of them: the run is not due before they have all finished, and is CANCELLED
+        instead of run if one of them does not end DONE.
         """
         changes: dict[str, Any] = {}
+        if depends_on is not None:
+            changes["depends_on"] = _run_ids(depends_on)
         if unique_key is not None:
             changes["unique_key"] = unique_key
         if delay is not None and run_at is not None:
@@ -97,15 +104,7 @@ class Task(Generic[P, R]):
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
         """Enqueue a run through Django's connection (joining any open transaction)."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            pass
-        else:
-            raise RuntimeError(
-                f"{self.name}() was called inside a running event loop, where it would block. "
-                f"Use `await {self.func.__name__}.defer(...)` in async code."
-            )
+        refuse_in_event_loop(f"{self.name}()", f"await {self.func.__name__}.defer(...)")
         record, transaction = store.insert_run(self._new_run(args, kwargs))
         if conf.eager():  # run here and now, in the caller's transaction
             testing.run_eagerly(record.id)
@@ -165,12 +164,27 @@ class Task(Generic[P, R]):
         configured = self.using(delay=countdown, run_at=eta, queue=queue, priority=priority)
         return configured(*(args or ()), **(kwargs or {}))
 
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        """A step of a workflow (``chain``, ``group``): this call, not made yet. In a chain or
+        after a group it is given the result(s) of the step before as its first argument,
+        ahead of ``args``."""
+        return Signature(self, args, kwargs)
+
+    def si(self, *args: Any, **kwargs: Any) -> Signature:
+        """A step that is given no result from the step before: called with ``args`` only."""
+        return Signature(self, args, kwargs, takes_result=False)
+
     def call(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the function itself, now, in this process (an async task's: await the result)."""
         return self.func(*args, **kwargs)
 
-    def _new_run(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> store.NewRun:
-        names = _positional_names(self, args, kwargs)
+    def _new_run(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], *, given: bool = False
+    ) -> store.NewRun:
+        """The row of a call; ``given``: a workflow's step that will be given a result as its
+        first argument, ahead of ``args`` (checked, and seen by key functions, as None)."""
+        call_args = (None, *args) if given else args
+        names = _positional_names(self, call_args, kwargs)[1 if given else 0 :]
         args_json, kwargs_json = serialize.dump_call(self.name, args, kwargs, names)
         return store.NewRun(
             name=self.name,
@@ -182,7 +196,9 @@ class Task(Generic[P, R]):
             run_at=self.run_at,
             delay=self.delay_seconds,
             unique_key=self._unique_key(args_json, kwargs_json),
-            **self._limits(args, kwargs),
+            depends_on=self.depends_on,
+            ttl=float(self.ttl),
+            **self._limits(call_args, kwargs),
         )
 
     def _limits(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -222,6 +238,29 @@ class Task(Generic[P, R]):
             separators=(",", ":"),
         )
         return f"{self.name[:180]}:{hashlib.sha256(call.encode()).hexdigest()}"
+
+
+_Dependency = int | TaskHandle | AsyncTaskHandle | WorkflowHandle | AsyncWorkflowHandle
+
+
+def _run_ids(depends_on: _Dependency | Iterable[_Dependency]) -> tuple[int, ...]:
+    """The run ids a ``depends_on=`` names: a workflow stands for the steps that end it."""
+    items = [depends_on] if isinstance(depends_on, _Dependency) else list(depends_on)
+    ids: list[int] = []
+    for item in items:
+        if isinstance(item, WorkflowHandle | AsyncWorkflowHandle):
+            ids.extend(item.last_run_ids)
+        elif isinstance(item, TaskHandle | AsyncTaskHandle):
+            ids.append(item.id)
+        elif isinstance(item, int) and not isinstance(item, bool):
+            ids.append(item)
+        else:
+            raise InvalidTaskOptions(
+                f"depends_on takes handles (or run ids) of runs or workflows, not {item!r:.100}."
+            )
+    if not ids:
+        raise InvalidTaskOptions("depends_on needs at least one run.")
+    return tuple(dict.fromkeys(ids))
 
 
 # Celery's apply_async options that have no counterpart here, and what to do instead.

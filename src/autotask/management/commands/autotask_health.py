@@ -92,6 +92,12 @@ def _table(state: Health) -> str:
             lines.append(f"  {limit.kind} {limit.key}: {what}, {limit.waiting} waiting")
         if len(state.limits) > 20:
             lines.append(f"  ... and {len(state.limits) - 20} more (--json lists all)")
+    if state.workflows.unfinished or state.workflows.waiting_for_others:
+        lines.append("")
+        lines.append(
+            f"workflows: {state.workflows.unfinished} unfinished, "
+            f"{state.workflows.waiting_for_others} run(s) waiting for others to finish"
+        )
     lines.append("")
     lines.append("healthy" if state.healthy else "UNHEALTHY: " + "; ".join(state.problems))
     return "\n".join(lines)
