@@ -268,7 +268,7 @@ _CELERY_REFUSED = {
     "expires": "runs do not expire; cancel one with handle.cancel() or autotask.deschedule()",
     "retry": "enqueueing is one INSERT, in the caller's transaction: there is no broker to retry",
     "retry_policy": "enqueueing is one INSERT, in the caller's transaction: nothing to retry",
-    "link": "there are no callbacks: enqueue the next task at the end of this one",
+    "link": "there are no callbacks: use autotask.chain(this.s(...), next_task.s())",
     "link_error": "there are no callbacks: read handle.error, or catch the error in the task",
     "serializer": "arguments and results are always JSON",
     "compression": "arguments and results are always JSON, stored as jsonb",
