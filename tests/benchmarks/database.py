@@ -71,7 +71,8 @@ class BenchDB:
         return str(row[0]) if row else "?"
 
     def truncate(self, *tables: str) -> None:
-        names = sql.SQL(", ").join(sql.Identifier(t) for t in ("autotask_task", *tables))
+        tables = ("autotask_task", "autotask_dependency", *tables)  # a dependency's run: a key
+        names = sql.SQL(", ").join(sql.Identifier(t) for t in tables)
         self.conn.execute(sql.SQL("TRUNCATE {}").format(names))
 
     def clear_workers(self) -> None:
