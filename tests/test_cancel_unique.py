@@ -106,7 +106,7 @@ def test_bulk_inserts_honour_unique_keys_and_keep_the_input_order() -> None:
             unique_key=key,
         )
 
-    records = store.insert_runs(
+    records, _ = store.insert_runs(
         [new(None, 1), new("k1", 2), new("k2", 3), new("k2", 4), new(None, 5)]
     )
     assert records[1].id == existing.id

@@ -164,7 +164,7 @@ def test_a_changed_limit_holds_for_the_runs_enqueued_under_it() -> None:
 
 def test_the_many_runs_insert_provisions_their_keys_too() -> None:
     runs = [one_per_account._new_run((account, "k", 0), {}) for account in (1, 2, 2, 3)]
-    records = store.insert_runs(runs)
+    records, _ = store.insert_runs(runs)
     assert [r.status for r in records] == [WAITING] * 4
     keys = set(LimitSlot.objects.values_list("key", flat=True))
     assert keys == {f"tests.limited.tasks.one_per_account:{n}" for n in (1, 2, 3)}

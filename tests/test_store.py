@@ -44,9 +44,10 @@ def test_insert_runs_is_one_statement_in_input_order_waking_each_queue_once() ->
     ]
     with psycopg.connect(**listener_kwargs()) as listener:
         listener.execute("LISTEN autotask")
-        records = store.insert_runs(runs)
+        records, enqueued_by = store.insert_runs(runs)
         payloads = sorted(n.payload for n in listener.notifies(timeout=0.5))
     assert payloads == ["a", "b"]
+    assert enqueued_by is None  # autocommit: no transaction of the caller's to name
     assert [r.queue for r in records] == ["a", "b", "a", "b"]
     assert [r.status for r in records] == [WAITING] * 4
     assert [r.id for r in records] == sorted(r.id for r in records)
@@ -60,10 +61,12 @@ def test_insert_runs_is_one_statement_in_input_order_waking_each_queue_once() ->
 
 def test_insert_runs_joins_the_callers_transaction() -> None:
     with pytest.raises(RuntimeError), transaction.atomic():
-        assert len(store.insert_runs([_new(0, "a"), _new(1, "a")])) == 2
+        records, enqueued_by = store.insert_runs([_new(0, "a"), _new(1, "a")])
+        assert len(records) == 2
+        assert store.in_open_transaction(enqueued_by)
         raise RuntimeError("roll back")
     assert not TaskRun.objects.exists()
-    assert store.insert_runs([]) == []
+    assert store.insert_runs([]) == ([], None)
 
 
 def test_async_twins_insert_many_and_fetch() -> None:

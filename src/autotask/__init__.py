@@ -1,6 +1,7 @@
 """Background tasks for Django, stored in PostgreSQL and run inside the web process."""
 
 from . import backoff
+from .bulk import defer_many, enqueue_many
 from .context import RunContext, current
 from .exceptions import (
     DependencyFailed,
@@ -113,9 +114,11 @@ __all__ = [
     "chain",
     "cron_task",
     "current",
+    "defer_many",
     "delayed_task",
     "deschedule",
     "enqueue",
+    "enqueue_many",
     "group",
     "health",
     "limits",

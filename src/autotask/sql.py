@@ -110,7 +110,21 @@ SELECT r.name, r.queue, r.args::jsonb, r.kwargs::jsonb, r.priority, r.max_attemp
 FROM r
 ORDER BY r.n
 {_RUN_UNIQUE}
-RETURNING {RUN_COLUMNS}, unique_key
+RETURNING {RUN_COLUMNS}, unique_key, txid_current()
+"""
+
+# The same for runs with neither a unique_key nor a limit (most bulk enqueues): no speculative
+# insertion, no limits' CTEs, and only what the caller cannot know returned; store.py builds the
+# rest of each record from what it sent. About twice the rows per second of RUN_INSERT_MANY.
+RUN_INSERT_MANY_PLAIN = """
+INSERT INTO autotask_task (name, queue, args, kwargs, priority, max_attempts, run_at, status)
+SELECT r.name, r.queue, r.args::jsonb, r.kwargs::jsonb, r.priority, r.max_attempts,
+       COALESCE(r.run_at, statement_timestamp() + r.delay * interval '1 second'), 'waiting'
+FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::int[], %s::int[],
+            %s::timestamptz[], %s::float8[])
+     WITH ORDINALITY AS r(name, queue, args, kwargs, priority, max_attempts, run_at, delay, n)
+ORDER BY r.n
+RETURNING id, run_at, enqueued_at, txid_current()
 """
 
 # --- workflows: runs that wait for other runs (see migrations/0009_workflows.py) ---

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from . import conf, options, registry, serialize, signals, store, testing, wsgi
+from . import bulk, conf, options, registry, serialize, signals, store, testing, wsgi
 from .backoff import Backoff, constant
 from .conf import DEFAULT_QUEUE, DEFAULT_TTL
 from .deferred import Deferred, refuse_in_event_loop
@@ -130,6 +130,21 @@ class Task(Generic[P, R]):
         handle = AsyncTaskHandle(record)
         signals.log_failures(await signals.task_enqueued.asend_robust(sender=self, handle=handle))
         return handle
+
+    def enqueue_many(self, calls: Iterable[bulk.Call]) -> list[TaskHandle]:
+        """Enqueue many runs of this task in one statement through Django's connection
+        (joining any open transaction): a handle per call, in order.
+
+        Each call is a tuple of positional arguments, a dict of keyword arguments, or
+        ``task.s(...)`` / ``task.using(priority=...).s(...)`` for a call with its own options.
+        """
+        return bulk.enqueue_many(bulk.signatures_of(self, calls))
+
+    def defer_many(self, calls: Iterable[bulk.Call]) -> Deferred[list[AsyncTaskHandle]]:
+        """``enqueue_many`` without blocking the event loop (the runtime's pool, committing on
+        its own). Await it."""
+        signatures = bulk.signatures_of(self, calls)
+        return bulk.deferred_calls(signatures, f"{self.func.__name__}.defer_many")
 
     def delay(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
         """Celery's spelling of calling the task (enqueue a run), so Celery callers need no edit."""

@@ -7,7 +7,8 @@ postgresql://postgres@127.0.0.1:5432/test). The benchmarks create the database
 1. enqueue -> start latency of sequential runs on an idle, listening runtime;
 2. throughput of one runtime on a backlog of no-op runs (sync and async), and of no-ops with
    limits that never bind (what a limited claim costs against an unlimited one);
-3. enqueue rate: autocommit calls, calls in one transaction, ``await defer()``;
+3. enqueue rate: autocommit calls, calls in one transaction, ``await defer()``, the bulk
+   ``enqueue_many()`` / ``defer_many()``;
 4. duplicates and losses when several processes with a runtime each race for the same runs;
 5. (opt-in: ``--only admin``) the admin's run list over 1,000,000 runs (admin_changelist.py).
 """

@@ -260,6 +260,13 @@ def enqueue_rates(bench: BenchDB, n: int, width: int) -> list[dict[str, Any]]:
 
     record(f"await task.defer(), {width} coroutines at once", _timed_async(concurrent, bench, task))
 
+    record("task.enqueue_many(N calls): one statement", _timed(lambda: task.enqueue_many([()] * n)))
+
+    async def bulk() -> None:
+        await task.defer_many([()] * n)
+
+    record("await task.defer_many(N calls): one statement", _timed_async(bulk, bench, task))
+
     seconds = bench.bulk_insert(task.name, task.queue, task.retries + 1, n)
     record("reference: one INSERT ... SELECT generate_series", seconds)
     return results
