@@ -24,10 +24,11 @@ from tests.app.tasks import (
     fail_twice,
     fail_with_surrogate,
     not_json,
+    record,
     slow,
     sync_slow,
 )
-from tests.conftest import wait_until
+from tests.conftest import database_conninfo, wait_until
 
 pytestmark = pytest.mark.usefixtures("transactional_db")
 
@@ -148,6 +149,28 @@ def test_concurrency_runs_tasks_side_by_side(settings, start_worker: Callable) -
         assert handle.wait(10).result == "slept"
     # All four were running at once: each started before any of them finished.
     assert max(h.started_at for h in handles) < min(h.finished_at for h in handles)
+
+
+def test_a_slot_serves_the_next_run_while_the_last_outcome_is_written(
+    settings, start_worker: Callable
+) -> None:
+    """The slot is free once the function returns; the write of its outcome goes on meanwhile,
+    and at most AUTOTASK_WORKERS runs wait for their write."""
+    settings.AUTOTASK_WORKERS = 1
+    start_worker()
+    first = sync_slow(0.3)
+    wait_until(lambda: first.refresh().status == RUNNING)
+    with psycopg.connect(database_conninfo()) as blocker:  # holds the finish of ``first`` back
+        blocker.execute("SELECT 1 FROM autotask_task WHERE id = %s FOR UPDATE", [first.id])
+        second = record("second")
+        wait_until(lambda: Execution.objects.filter(key="second").exists() or None)
+        assert second.refresh().status == RUNNING  # started while ``first`` is not written
+        third = record("third")
+        time.sleep(0.5)
+        assert third.refresh().status == WAITING  # two outcomes unwritten: no more claims
+        assert first.refresh().status == RUNNING
+    for handle in (first, second, third):
+        assert handle.wait(10).status == DONE
 
 
 def test_stop_puts_unfinished_runs_back_to_waiting_uncounted(worker: None) -> None:

@@ -44,8 +44,15 @@ if TYPE_CHECKING:
 
 
 class Executor:
-    """``concurrency`` slots; a run holds one from its start until its outcome is written (and,
-    for a sync task past its timeout, until its thread has really ended)."""
+    """``concurrency`` slots; a run holds one from its start until its function has returned
+    (for a sync task past its timeout, until its thread has really ended).
+
+    Its outcome is written after that, by the completer, while the slot already serves the next
+    claim: a claim and the write of the last runs' outcomes are then in flight together instead
+    of one after the other (the round trips, not the loop, bound a drain). Runs whose outcome is
+    not written yet still count in ``running_ids``, and at most ``concurrency`` of them wait for
+    their write, so a stalled write holds back claiming instead of piling runs up.
+    """
 
     def __init__(
         self,
@@ -65,7 +72,8 @@ class Executor:
         self._timeout = timeout  # AUTOTASK_TIMEOUT, for tasks without a timeout of their own
         self._unregistered_grace = unregistered_grace
         self._hurry = asyncio.Event()  # a second shutdown signal: cancel now
-        self._running: dict[int, asyncio.Task[None]] = {}
+        self._running: dict[int, asyncio.Task[None]] = {}  # until its outcome is written
+        self._busy: set[int] = set()  # runs holding a slot: their function has not ended
         self._contexts: dict[int, RunContext] = {}
         self._cancel_requested: set[int] = set()
         self._overrunning: dict[int, asyncio.Future[Any]] = {}  # sync threads past a timeout
@@ -79,7 +87,7 @@ class Executor:
 
     @property
     def free_slots(self) -> int:
-        return self._concurrency - len(self._running)
+        return min(self._concurrency - len(self._busy), 2 * self._concurrency - len(self._running))
 
     @property
     def running_ids(self) -> list[int]:
@@ -152,6 +160,7 @@ class Executor:
     def submit(self, run: ClaimedRun) -> None:
         run_task = asyncio.create_task(self._run(run), name=f"autotask run {run.id}")
         self._running[run.id] = run_task
+        self._busy.add(run.id)
         run_task.add_done_callback(lambda _: self._release(run.id))
 
     def cancel(self, run_id: int | None) -> None:
@@ -167,11 +176,18 @@ class Executor:
         if task is not None and task.is_async:
             self._running[run_id].cancel()
 
+    def _free_slot(self, run_id: int) -> None:
+        if run_id in self._busy:
+            self._busy.discard(run_id)
+            for callback in list(self._slot_freed):
+                callback()
+
     def _release(self, run_id: int) -> None:
         self._running.pop(run_id, None)
         self._contexts.pop(run_id, None)
         self._cancel_requested.discard(run_id)
-        for callback in list(self._slot_freed):
+        self._free_slot(run_id)
+        for callback in list(self._slot_freed):  # one more may wait for its write: claim
             callback()
 
     async def _send(self, signal: Signal, task: Task[..., Any], **kwargs: Any) -> None:
@@ -184,6 +200,9 @@ class Executor:
         outcome = await self._outcome(run)
         if self._left_behind:  # it outlived shutdown; its run went back to waiting
             return
+        overrunning = self._overrunning.pop(run.id, None)
+        if overrunning is None:  # else the slot is free only when the thread really is
+            self._free_slot(run.id)
         await self._completer.finish(outcome)
         task = registry.get(run.name)
         if task is not None and signals.task_finished.has_listeners(task):
@@ -191,8 +210,7 @@ class Executor:
             await self._send(
                 signals.task_finished, task, run_id=run.id, status=outcome.status, error=error
             )
-        overrunning = self._overrunning.pop(run.id, None)
-        if overrunning is not None:  # the slot is free only when the thread really is
+        if overrunning is not None:
             await asyncio.gather(overrunning, return_exceptions=True)
 
     async def _outcome(self, run: ClaimedRun) -> Outcome:
