@@ -10,7 +10,8 @@ postgresql://postgres@127.0.0.1:5432/test). The benchmarks create the database
 3. enqueue rate: autocommit calls, calls in one transaction, ``await defer()``, the bulk
    ``enqueue_many()`` / ``defer_many()``;
 4. duplicates and losses when several processes with a runtime each race for the same runs;
-5. (opt-in: ``--only admin``) the admin's run list over 1,000,000 runs (admin_changelist.py).
+5. (opt-in: ``--only admin``) the admin's run list over 1,000,000 runs (admin_changelist.py);
+6. (opt-in: ``--only memory``) this process's RSS while one runtime runs 100,000 runs.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from .database import BENCH_DATABASE, BenchDB, ensure_bench_database, server_url
 from .report import ms, rate, secs, table
 
 MEASUREMENTS = ("latency", "throughput", "enqueue", "duplicates")
-OPT_IN = ("admin",)  # run only when named in --only
+OPT_IN = ("admin", "memory")  # run only when named in --only
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -216,6 +217,28 @@ def duplicates_table(r: dict[str, Any]) -> str:
     )
 
 
+def memory_table(results: list[dict[str, Any]]) -> str:
+    def mib(value: int | None) -> str:
+        return "-" if value is None else f"{value / 2**20:.1f}"
+
+    rows = [
+        [
+            r["task"],
+            f"{r['done']:,}/{r['n']:,}",
+            mib(r["rss_after_first_batch"]),
+            mib(r["rss_at_end"]),
+            mib(r["rss_max"]),
+            secs(r["seconds"]),
+        ]
+        for r in results
+    ]
+    return table(
+        "6. memory: RSS of this process while one runtime runs batches of 10,000 runs",
+        ["task", "runs", "RSS after 10,000 MiB", "RSS at the end MiB", "max MiB", "seconds"],
+        rows,
+    )
+
+
 def notes(figures: dict[str, Any], idle_time: float) -> list[str]:
     """Plain warnings for figures that point at a bug rather than at the machine."""
     found = []
@@ -261,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         "enqueue": 500 if args.quick else 2000,
         "duplicates": 500 if args.quick else 2000,
         "admin": 200_000 if args.quick else 1_000_000,
+        "memory": 20_000 if args.quick else 100_000,
     }
     budget = 8.0 if args.quick else 20.0  # per latency series
     limit = 20.0 if args.quick else 45.0  # per batch (throughput, duplicates)
@@ -353,6 +377,14 @@ def main(argv: list[str] | None = None) -> int:
             progress(f"duplicates: {args.processes} processes, {n} x record(key)")
             figures["duplicates"] = m.duplicates(bench, n, args.processes, limit)
             tables.append(duplicates_table(figures["duplicates"]))
+        if "memory" in args.only:
+            n = sizes["memory"]
+            results = []
+            for task in (app_tasks.async_noop, app_tasks.noop):
+                progress(f"memory: {n:,} x {task.name}")
+                results.append(m.memory(bench, task, n, batch=10_000, limit=limit))
+            figures["memory"] = results
+            tables.append(memory_table(results))
         if "admin" in args.only:
             from . import admin_changelist
 

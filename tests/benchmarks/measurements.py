@@ -272,6 +272,51 @@ def enqueue_rates(bench: BenchDB, n: int, width: int) -> list[dict[str, Any]]:
     return results
 
 
+# -- 6. memory over many runs ----------------------------------------------------------------
+
+
+def _rss_bytes() -> int:
+    """This process's resident set size now (Linux: /proc/self/statm's second field)."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def memory(
+    bench: BenchDB, task: Task[..., Any], n: int, batch: int, limit: float
+) -> dict[str, Any]:
+    """``n`` runs through one runtime in batches of ``batch`` (each enqueued with
+    ``enqueue_many`` once the one before has drained), this process's RSS after each: a runtime
+    that keeps something per run grows with ``n``; one that does not stays flat after warm-up."""
+    _fresh(bench)
+    runtime.start()
+    samples: list[int] = []
+    done = 0
+    started = time.perf_counter()
+    try:
+        while done < n:
+            size = min(batch, n - done)
+            task.enqueue_many([()] * size)
+            left = _wait_until_finished(bench, time.perf_counter(), limit)
+            if left:
+                break
+            bench.truncate()  # the table stays small: only the runtime's memory is measured
+            done += size
+            samples.append(_rss_bytes())
+    finally:
+        runtime.stop()
+    return {
+        "task": task.name,
+        "n": n,
+        "done": done,
+        "batch": batch,
+        "seconds": time.perf_counter() - started,
+        "rss_after_first_batch": samples[0] if samples else None,
+        "rss_at_end": samples[-1] if samples else None,
+        "rss_max": max(samples) if samples else None,
+        "samples": samples,
+    }
+
+
 # -- 4. duplicates under several processes ---------------------------------------------------
 
 
