@@ -64,3 +64,22 @@ def test_insert_trigger_notifies_once_per_distinct_queue_per_statement() -> None
             )
         payloads = sorted(n.payload for n in listener.notifies(timeout=0.5))
     assert payloads == ["a", "b"]
+
+
+@pytest.mark.django_db
+def test_the_task_table_has_no_pattern_index_and_keeps_one_tick_per_schedule_key() -> None:
+    """Every index costs each insert, claim and finish a write; no query uses LIKE."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexdef FROM pg_indexes WHERE tablename = 'autotask_task'")
+        definitions = [row[0] for row in cursor.fetchall()]
+        assert not [d for d in definitions if "pattern_ops" in d]
+        assert any("UNIQUE" in d and "(schedule_key)" in d for d in definitions)
+        insert = (
+            "INSERT INTO autotask_task (name, queue, args, kwargs, priority, max_attempts,"
+            " run_at, status, schedule_key) VALUES ('t', 'default', '[]', '{}', 0, 1, now(),"
+            " 'waiting', 'tick-1') ON CONFLICT (schedule_key) DO NOTHING RETURNING id"
+        )
+        cursor.execute(insert)
+        assert cursor.fetchone() is not None
+        cursor.execute(insert)
+        assert cursor.fetchone() is None

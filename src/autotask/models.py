@@ -49,7 +49,7 @@ class TaskRun(models.Model):
         default=0, db_default=0, help_text="Times the task postponed this run (autotask.Postpone)."
     )
     unique_key = models.CharField(max_length=255, null=True, blank=True)
-    schedule_key = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    schedule_key = models.CharField(max_length=255, null=True, blank=True)  # unique: see Meta
     concurrency_key = models.CharField(
         max_length=255,
         null=True,
@@ -160,6 +160,10 @@ class TaskRun(models.Model):
                 name="autotask_task_unique_pending",
                 condition=models.Q(status__in=["waiting", "running"]),
             ),
+            # A tick is enqueued once (ON CONFLICT (schedule_key)). A constraint rather than
+            # unique=True, which would add a second, varchar_pattern_ops index that no query
+            # uses and that every insert and status change of a run would write to.
+            models.UniqueConstraint(fields=["schedule_key"], name="autotask_task_schedule_key_key"),
         ]
 
     def __str__(self) -> str:
