@@ -4,6 +4,7 @@ import asyncio
 import logging
 import threading
 import time
+from typing import Any
 
 import psycopg
 import pytest
@@ -34,22 +35,52 @@ def _terminate(where: str) -> int:
         return int(cursor.fetchone()[0])
 
 
+async def _off_the_loop(call: Any, *args: Any) -> Any:
+    """A Django query from async code: in a thread, its connection closed after it."""
+
+    def run() -> Any:
+        try:
+            return call(*args)
+        finally:
+            connection.close()
+
+    return await asyncio.to_thread(run)
+
+
+def _ended(where: str) -> None:
+    """End the sessions ``where`` selects, as a failover would, and wait until they are gone
+    (pg_terminate_backend only signals)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT pid FROM pg_stat_activity WHERE {where}")
+        pids = [row[0] for row in cursor.fetchall()]
+    assert pids and _terminate(where) >= 1
+    gone = f"pid = ANY(ARRAY{pids})"
+    wait_until(lambda: not _backends(gone))
+
+
 def test_a_session_ended_under_the_pool_does_not_fail_the_next_caller(worker: None) -> None:
     async def defer_many() -> list[int]:
         return [(await add.defer(n, 1)).id for n in range(8)]
 
-    asyncio.run(defer_many())  # every pooled connection has been used
-    pool = "application_name LIKE 'autotask pool%%'"
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT pid FROM pg_stat_activity WHERE {pool}")
-        pids = [row[0] for row in cursor.fetchall()]
-    assert pids and _terminate(pool) >= 1
-    # Ended, as after a failover: those backends are gone (pg_terminate_backend only signals).
-    gone = f"pid = ANY(ARRAY{pids})"
-    wait_until(lambda: not _backends(gone))
-    ids = asyncio.run(defer_many())  # each first use of a dead connection is sent again
-    assert len(ids) == 8
+    async def scenario() -> list[int]:
+        await asyncio.gather(defer_many(), defer_many())  # this loop's connections: several
+        await _off_the_loop(_ended, "application_name LIKE 'autotask caller%%'")
+        return await defer_many()  # each first use of a dead connection is sent again
+
+    assert len(asyncio.run(scenario())) == 8
+    _ended("application_name LIKE 'autotask pool%%'")  # the runtime's own, the worker's
     assert add(2, 2).wait(10).result == 4
+
+
+def test_a_callers_loop_has_connections_of_its_own_closed_with_it() -> None:
+    async def scenario() -> list[str]:
+        await asyncio.gather(*(add.defer(n, 1) for n in range(6)))
+        return await _off_the_loop(_backends, "application_name LIKE 'autotask caller%%'")
+
+    callers = asyncio.run(scenario())
+    assert 1 <= len(callers) <= 4  # AUTOTASK_POOL_SIZE at most
+    assert _backends("application_name LIKE 'autotask pool%%'") == []  # no hop to the runtime
+    wait_until(lambda: not _backends("application_name LIKE 'autotask caller%%'"))
 
 
 def test_poll_only_mode_runs_without_a_listening_connection(settings, start_worker) -> None:

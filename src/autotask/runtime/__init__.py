@@ -3,8 +3,8 @@
 Two groups of services, each started in order and stopped in reverse:
 
 - the connection services, up whenever the loop runs (a handle waiting on a run needs the
-  listener even in a process that runs no worker, and ``defer()`` needs the pool):
-  ``Pool`` -> ``Listener``;
+  listener even in a process that runs no worker): ``Pool`` -> ``Listener``; code on any other
+  event loop talks to PostgreSQL through that loop's own connections (loop_connections.py);
 - the worker services, from ``start()`` to ``stop()``:
   ``Heartbeat`` (joins autotask_worker) -> ``ScheduleSync`` (records this process's schedules)
   -> ``Completer`` (writes outcomes) -> ``Executor`` (runs claimed runs) -> ``Worker`` (the
@@ -24,18 +24,19 @@ import concurrent.futures
 import os
 import threading
 import uuid
+import weakref
 from collections.abc import Coroutine, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, TypeVar
 
 from .. import conf
-from ..exceptions import RuntimeStopped
 from .completer import Completer
 from .database import Params, Pool
 from .executor import Executor
 from .heartbeat import Heartbeat
 from .leader import Elector
 from .listener import Listener, StatusCallback
+from .loop_connections import LoopConnections
 from .pruner import Pruner
 from .rescuer import Rescuer
 from .scheduler import Scheduler, ScheduleSync
@@ -62,7 +63,10 @@ class Runtime:
         self._ended_before = 0  # attempts ended by worker services stopped since
         self._completer: Completer | None = None
         self._worker_services: list[Service] = []
-        self._calls: set[asyncio.Task[Any]] = set()  # from other loops, in flight
+        # Per event loop other than the runtime's: its connections, gone with the loop.
+        self._loop_connections: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, LoopConnections
+        ] = weakref.WeakKeyDictionary()
 
     @property
     def worker(self) -> Worker | None:
@@ -129,45 +133,24 @@ class Runtime:
             raise RuntimeError("submit() was called from the runtime's own loop")
         return asyncio.run_coroutine_threadsafe(coro, loop)
 
-    async def in_loop(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Await ``coro`` on the runtime's loop, from any event loop.
-
-        The process's one async pool lives on the runtime's loop; other loops (the ASGI
-        server's, ``asyncio.run`` in a script) borrow it rather than each opening their own.
-        """
-        loop = self._ensure_loop()
-        if _running_loop() is loop:
-            return await coro
-        future = asyncio.run_coroutine_threadsafe(self._tracked(coro), loop)
-        try:
-            return await asyncio.wrap_future(future)
-        except asyncio.CancelledError:
-            caller = asyncio.current_task()
-            if future.cancelled() and not (caller and caller.cancelling()):
-                raise RuntimeStopped("autotask's runtime stopped during the call") from None
-            raise
-
-    async def _tracked(self, coro: Coroutine[Any, Any, T]) -> T:
-        call = asyncio.current_task()
-        assert call is not None
-        self._calls.add(call)
-        try:
-            return await coro
-        finally:
-            self._calls.discard(call)
-
     async def fetchone(self, statement: str, params: Params) -> tuple[Any, ...] | None:
-        """One statement through the runtime's pool, from any event loop."""
-        return await self.in_loop(self._fetchone(statement, params))
+        """One statement from any event loop: on the runtime's own, through its pool; on any
+        other, through that loop's connections (no hop between threads)."""
+        return await self._connections().fetchone(statement, params)
 
     async def fetchall(self, statement: str, params: Params) -> list[tuple[Any, ...]]:
-        return await self.in_loop(self._fetchall(statement, params))
+        return await self._connections().fetchall(statement, params)
 
-    async def _fetchone(self, statement: str, params: Params) -> tuple[Any, ...] | None:
-        return await self._pool.fetchone(statement, params)
-
-    async def _fetchall(self, statement: str, params: Params) -> list[tuple[Any, ...]]:
-        return await self._pool.fetchall(statement, params)
+    def _connections(self) -> Pool | LoopConnections:
+        loop = asyncio.get_running_loop()
+        if loop is self._loop:
+            return self._pool
+        with self._lock:
+            connections = self._loop_connections.get(loop)
+            if connections is None:
+                connections = LoopConnections(conf.get().pool_size)
+                self._loop_connections[loop] = connections
+        return connections
 
     @contextmanager
     def watch(self, run_id: int, callback: StatusCallback) -> Iterator[None]:
@@ -249,12 +232,6 @@ class Runtime:
             if self._completer is not None:
                 self._ended_before += self._completer.written
                 self._completer = None
-            # Calls from other loops still in flight end now (RuntimeStopped for their callers),
-            # so that nothing waits on a loop that is about to stop.
-            calls = list(self._calls)
-            for call in calls:
-                call.cancel()
-            await asyncio.gather(*calls, return_exceptions=True)
             await stop_all(self._connection_services(), deadline)
 
     def start(self) -> None:

@@ -2,7 +2,8 @@
 
 Parameters come from Django's own database settings, read when the runtime starts: under the
 test runner the database name has been swapped to the test database by then. The pool lives on
-the runtime's loop and nowhere else; other loops borrow it through ``Runtime.fetchone()``.
+the runtime's loop and nowhere else; other loops have connections of their own
+(loop_connections.py).
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ class Pool:
             max_size=self._size,
             open=False,
             name="autotask",
-            check=_still_open,
+            check=still_open,
         )
         await pool.open(wait=False)
         self._pool = pool
@@ -157,10 +158,10 @@ class Pool:
 
     async def fetchone(self, statement: str, params: Params) -> tuple[Any, ...] | None:
         """One statement; its first row, if any."""
-        return await self._run(statement, params, _first)
+        return await self._run(statement, params, first_row)
 
     async def fetchall(self, statement: str, params: Params) -> list[tuple[Any, ...]]:
-        return await self._run(statement, params, _every)
+        return await self._run(statement, params, every_row)
 
     async def execute(self, statement: str, params: Params) -> int:
         """One statement; the number of rows it touched."""
@@ -203,14 +204,10 @@ class Pool:
         connection, instead of failing whoever sent it.
         """
         # Each ended session fails once and is dropped by the pool: at most every pooled
-        # connection can be such a one, so that many tries and one more.
-        for _ in range(self._size):
-            try:
-                return await self._run_once(statement, params, read)
-            except psycopg.OperationalError as exc:
-                if (exc.sqlstate or "") not in _SESSION_ENDED:
-                    raise
-        return await self._run_once(statement, params, read)
+        # connection can be such a one.
+        return await sent_again_if_ended(
+            self._size, lambda: self._run_once(statement, params, read)
+        )
 
     async def _run_once(
         self,
@@ -222,13 +219,25 @@ class Pool:
             return await read(await conn.execute(statement, params))
 
 
+async def sent_again_if_ended(kept: int, send: Callable[[], Awaitable[T]]) -> T:
+    """``send()``, again as often as ``kept`` connections may have had their sessions ended
+    while idle (SQLSTATE 57P01-57P03: the statement never ran), and once more."""
+    for _ in range(kept):
+        try:
+            return await send()
+        except psycopg.OperationalError as exc:
+            if (exc.sqlstate or "") not in _SESSION_ENDED:
+                raise
+    return await send()
+
+
 async def _execute_alone(statement: str, params: Params) -> int:
     kwargs = {**connection_kwargs(purpose="stop"), "autocommit": True}
     async with await psycopg.AsyncConnection.connect(**kwargs) as conn:
         return (await conn.execute(statement, params)).rowcount
 
 
-async def _still_open(conn: psycopg.AsyncConnection[Any]) -> None:
+async def still_open(conn: psycopg.AsyncConnection[Any]) -> None:
     """The pool's check when a connection is handed out, without a round trip: an idle
     connection has nothing to read, so one whose socket is readable has been ended by the
     server (a failover, ``pg_terminate_backend``) and is replaced before anyone uses it."""
@@ -240,11 +249,11 @@ async def _still_open(conn: psycopg.AsyncConnection[Any]) -> None:
         raise psycopg.OperationalError("the server ended this idle session")
 
 
-async def _first(cursor: psycopg.AsyncCursor[Any]) -> tuple[Any, ...] | None:
+async def first_row(cursor: psycopg.AsyncCursor[Any]) -> tuple[Any, ...] | None:
     return await cursor.fetchone()
 
 
-async def _every(cursor: psycopg.AsyncCursor[Any]) -> list[tuple[Any, ...]]:
+async def every_row(cursor: psycopg.AsyncCursor[Any]) -> list[tuple[Any, ...]]:
     return await cursor.fetchall()
 
 
