@@ -97,3 +97,17 @@ def bench(session: nox.Session) -> None:
     """Benchmarks (tests/benchmarks) against PostgreSQL."""
     session.install("-e", ".[test]", DJANGO_LATEST)
     session.run("python", PGSERVER, "--", "python", "-m", "tests.benchmarks", *session.posargs)
+
+
+@nox.session(python="3.12")
+def compare(session: nox.Session) -> None:
+    """autotask beside pgqueuer, oban, procrastinate and a plain-psycopg floor
+    (tests/benchmarks/compare): the same workloads, one table of medians. Peers pinned to the
+    versions the figures were taken with; oban needs Python 3.12."""
+    session.install(
+        "-e", ".[test]", DJANGO_LATEST,
+        "pgqueuer==1.6.0", "asyncpg==0.32.0", "oban==0.7.0", "procrastinate==3.10.0",
+    )  # fmt: skip
+    session.run(
+        "python", PGSERVER, "--", "python", "-m", "tests.benchmarks.compare", *session.posargs
+    )
