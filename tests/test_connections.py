@@ -83,6 +83,18 @@ def test_a_callers_loop_has_connections_of_its_own_closed_with_it() -> None:
     wait_until(lambda: not _backends("application_name LIKE 'autotask caller%%'"))
 
 
+def test_a_loop_closed_without_shutting_down_leaves_no_session_behind() -> None:
+    for n in range(3):
+        asyncio.run(add.defer(n, 1))
+    loop = asyncio.new_event_loop()  # run by hand, closed without shutdown_asyncgens()
+    loop.run_until_complete(add.defer(9, 1))
+    loop.close()
+    assert _backends("application_name LIKE 'autotask caller%%'")  # still open: nobody closed it
+    asyncio.run(add.defer(10, 1))  # the next call forgets closed loops, closing what they kept
+    wait_until(lambda: not _backends("application_name LIKE 'autotask caller%%'"))
+    assert len(runtime.get()._loop_connections) == 1  # only the last loop's, itself closed
+
+
 def test_poll_only_mode_runs_without_a_listening_connection(settings, start_worker) -> None:
     settings.AUTOTASK_LISTEN = False
     settings.AUTOTASK_HANDLE_TASK_IDLE_TIME = 0.3

@@ -10,7 +10,7 @@ import psycopg.errors
 import pytest
 from django.db import connection, transaction
 
-from autotask import DONE, ERROR, RUNNING, WAITING, TaskHandle, runtime
+from autotask import DONE, ERROR, RUNNING, WAITING, TaskHandle, runtime, signals
 from autotask.models import TaskRun
 from autotask.runtime.database import is_transient
 from tests.app.models import Execution
@@ -23,6 +23,7 @@ from tests.app.tasks import (
     fail,
     fail_twice,
     fail_with_surrogate,
+    fails_then_sleeps,
     not_json,
     record,
     slow,
@@ -171,6 +172,34 @@ def test_a_slot_serves_the_next_run_while_the_last_outcome_is_written(
         assert first.refresh().status == RUNNING
     for handle in (first, second, third):
         assert handle.wait(10).status == DONE
+
+
+def test_a_run_claimed_again_while_its_last_attempt_still_sends_its_signal_stays_ours(
+    settings, start_worker: Callable
+) -> None:
+    """The slot is free before task_finished is sent: a retry due at once may be claimed and
+    run while the previous attempt's receiver still runs; that attempt's end must not make the
+    executor forget the new one (it would then run unguarded: put back at stop, cancel lost)."""
+    settings.AUTOTASK_WORKERS = 1
+    receiver_done = threading.Event()
+
+    def slow_receiver(sender, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        if kwargs.get("status") != DONE and not receiver_done.is_set():
+            time.sleep(0.5)
+            receiver_done.set()
+
+    signals.task_finished.connect(slow_receiver, sender=fails_then_sleeps)
+    try:
+        start_worker()
+        handle = fails_then_sleeps(1.5)
+        assert receiver_done.wait(10)
+        time.sleep(0.1)  # the first attempt's task has ended by now; the second still runs
+        assert handle.refresh().status == RUNNING and handle.attempts == 2
+        executor = runtime.get()._executor
+        assert executor is not None and handle.id in executor.running_ids
+        assert handle.wait(10).result == "second"
+    finally:
+        signals.task_finished.disconnect(slow_receiver, sender=fails_then_sleeps)
 
 
 def test_stop_puts_unfinished_runs_back_to_waiting_uncounted(worker: None) -> None:

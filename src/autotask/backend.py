@@ -167,7 +167,7 @@ class AutotaskBackend(BaseTaskBackend):
     async def aenqueue(
         self, task: DjangoTask[..., Any], args: Iterable[Any], kwargs: dict[str, Any]
     ) -> Any:
-        """Store a run through the runtime's pool, without blocking the loop (it commits on
+        """Store a run through async connections, without blocking the loop (it commits on
         its own, outside any transaction of the caller)."""
         self.validate_task(task)
         call_args, call_kwargs = _normalized(args, kwargs)

@@ -31,7 +31,8 @@ class NotMigrated(RuntimeError):
 
 
 class RuntimeStopped(RuntimeError):
-    """The runtime stopped while a call from another event loop was waiting on it."""
+    """The runtime's own pool was used after the runtime stopped (calls from other event loops
+    use connections of those loops instead)."""
 
 
 class Postpone(Exception):

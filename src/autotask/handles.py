@@ -3,8 +3,8 @@
 Twins in the psycopg manner: the same attribute and method names, plain methods on one and
 coroutines on the other, sharing their state in ``_HandleState``. Both read through ``store``:
 sync handles through Django's connection, so inside ``transaction.atomic()`` they see the run
-their own transaction enqueued; async handles through the runtime's pool, never blocking the
-caller's loop. Status changes come from the runtime's listener.
+their own transaction enqueued; async handles through connections of their event loop, never
+blocking the caller's loop. Status changes come from the runtime's listener.
 
 The seed's users poll: ``while not handle.ready: time.sleep(1)``. So on the sync handle the
 attributes that change when a run finishes (``status``, ``ready``, ``result``, ``error``) are

@@ -3,8 +3,9 @@
 Each operation comes as twins with the same name, Django-style (``insert_run`` /
 ``ainsert_run``). The sync one goes through Django's connection, so it joins the caller's
 ``transaction.atomic()`` and sees what that transaction wrote; the async one goes through the
-runtime's pool, never blocks the caller's loop, and commits on its own. Both send the same
-statement from ``sql.py`` and read its rows the same way, so they cannot drift apart.
+runtime's pool (or, on any other event loop, that loop's own connections), never blocks the
+caller's loop, and commits on its own. Both send the same statement from ``sql.py`` and read
+its rows the same way, so they cannot drift apart.
 """
 
 from __future__ import annotations

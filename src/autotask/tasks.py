@@ -141,7 +141,7 @@ class Task(Generic[P, R]):
         return bulk.enqueue_many(bulk.signatures_of(self, calls))
 
     def defer_many(self, calls: Iterable[bulk.Call]) -> Deferred[list[AsyncTaskHandle]]:
-        """``enqueue_many`` without blocking the event loop (the runtime's pool, committing on
+        """``enqueue_many`` without blocking the event loop (async connections, committing on
         its own). Await it."""
         signatures = bulk.signatures_of(self, calls)
         return bulk.deferred_calls(signatures, f"{self.func.__name__}.defer_many")
@@ -486,7 +486,7 @@ def deschedule(task: Task[..., Any] | str, /, *args: Any, **kwargs: Any) -> int:
 
 
 async def adeschedule(task: Task[..., Any] | str, /, *args: Any, **kwargs: Any) -> int:
-    """``deschedule`` for async code, through the runtime's pool (in no transaction)."""
+    """``deschedule`` for async code, through async connections (in no transaction)."""
     found, args_json, kwargs_json = _matching(task, args, kwargs)
     return await store.acancel_waiting_runs(found.name, args_json, kwargs_json, float(found.ttl))
 

@@ -60,7 +60,7 @@ class _Step:
         return handle
 
     def defer(self) -> Deferred[AsyncWorkflowHandle]:
-        """Enqueue the workflow without blocking the event loop (the runtime's pool, committing
+        """Enqueue the workflow without blocking the event loop (async connections, committing
         on its own). Await it."""
         plan = _Plan(self)  # a bad step fails here, awaited or not
         return Deferred(self._defer(plan), "workflow.defer")

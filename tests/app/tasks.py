@@ -284,3 +284,14 @@ def atomic_not_json(key: str) -> object:
 
     Execution.objects.create(key=key, pid=os.getpid())
     return {1, 2}
+
+
+@task(retries=1, backoff=constant(0))
+def fails_then_sleeps(seconds: float) -> str:
+    """The first attempt fails (and is due again at once); the second takes ``seconds``."""
+    from autotask import current
+
+    if current().attempt == 1:
+        raise RuntimeError("first attempt")
+    time.sleep(seconds)
+    return "second"

@@ -24,7 +24,6 @@ import concurrent.futures
 import os
 import threading
 import uuid
-import weakref
 from collections.abc import Coroutine, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, TypeVar
@@ -63,10 +62,8 @@ class Runtime:
         self._ended_before = 0  # attempts ended by worker services stopped since
         self._completer: Completer | None = None
         self._worker_services: list[Service] = []
-        # Per event loop other than the runtime's: its connections, gone with the loop.
-        self._loop_connections: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, LoopConnections
-        ] = weakref.WeakKeyDictionary()
+        # Per event loop other than the runtime's: its connections, forgotten once it is closed.
+        self._loop_connections: dict[asyncio.AbstractEventLoop, LoopConnections] = {}
 
     @property
     def worker(self) -> Worker | None:
@@ -146,6 +143,10 @@ class Runtime:
         if loop is self._loop:
             return self._pool
         with self._lock:
+            # An entry keeps its loop alive (the generator that closes it refers to the loop),
+            # so a closed loop's entry goes here, not by garbage collection.
+            for closed in [other for other in self._loop_connections if other.is_closed()]:
+                self._loop_connections.pop(closed).abandon()
             connections = self._loop_connections.get(loop)
             if connections is None:
                 connections = LoopConnections(conf.get().pool_size)

@@ -50,8 +50,11 @@ class Executor:
     Its outcome is written after that, by the completer, while the slot already serves the next
     claim: a claim and the write of the last runs' outcomes are then in flight together instead
     of one after the other (the round trips, not the loop, bound a drain). Runs whose outcome is
-    not written yet still count in ``running_ids``, and at most ``concurrency`` of them wait for
-    their write, so a stalled write holds back claiming instead of piling runs up.
+    not written yet still count in ``running_ids``, and at most ``2 x concurrency`` runs are held
+    at once (running, or waiting for their write), so a stalled write holds back claiming
+    instead of piling runs up. Slots are counted per asyncio task, not per run id: a run retried
+    at once may be claimed again while its previous attempt's task still sends its signal.
+    Signal receivers run in threads of their own, so they never take a sync task's thread.
     """
 
     def __init__(
@@ -73,11 +76,12 @@ class Executor:
         self._unregistered_grace = unregistered_grace
         self._hurry = asyncio.Event()  # a second shutdown signal: cancel now
         self._running: dict[int, asyncio.Task[None]] = {}  # until its outcome is written
-        self._busy: set[int] = set()  # runs holding a slot: their function has not ended
+        self._busy: set[asyncio.Task[None]] = set()  # holding a slot: the function runs
         self._contexts: dict[int, RunContext] = {}
         self._cancel_requested: set[int] = set()
         self._overrunning: dict[int, asyncio.Future[Any]] = {}  # sync threads past a timeout
         self._threads: DaemonThreadPool | None = None
+        self._signal_threads: DaemonThreadPool | None = None
         self._slot_freed: list[Callable[[], None]] = []
         self._left_behind = False
 
@@ -99,6 +103,7 @@ class Executor:
 
     async def start(self) -> None:
         self._threads = DaemonThreadPool(self._concurrency)
+        self._signal_threads = DaemonThreadPool(self._concurrency)
         connection_created.connect(_note_connection_created, dispatch_uid="autotask")
         self._unsubscribe = self._listener.on_cancel(self.cancel)
 
@@ -128,8 +133,9 @@ class Executor:
                     len(stuck),
                     ", ".join(sorted(t.get_name() for t in stuck)),
                 )
-        if self._threads is not None:
-            self._threads.shutdown(wait=False)
+        for pool in (self._threads, self._signal_threads):
+            if pool is not None:
+                pool.shutdown(wait=False)
 
     async def _wait_for_running(self, deadline: float) -> None:
         """Until every running task has ended, the deadline has passed, or ``hurry()``."""
@@ -160,14 +166,14 @@ class Executor:
     def submit(self, run: ClaimedRun) -> None:
         run_task = asyncio.create_task(self._run(run), name=f"autotask run {run.id}")
         self._running[run.id] = run_task
-        self._busy.add(run.id)
-        run_task.add_done_callback(lambda _: self._release(run.id))
+        self._busy.add(run_task)
+        run_task.add_done_callback(lambda _: self._release(run.id, run_task))
 
     def cancel(self, run_id: int | None) -> None:
         """A cancel was asked for this run (through NOTIFY): an async task is cancelled, a sync
         one sees ``should_stop()``; either ends CANCELLED. Runs not here are not ours."""
-        if run_id is None or run_id not in self._running:
-            return
+        if run_id is None or self._running.get(run_id) not in self._busy:
+            return  # not ours, or its function has returned: its outcome stands
         self._cancel_requested.add(run_id)
         context = self._contexts.get(run_id)
         if context is not None:
@@ -176,17 +182,18 @@ class Executor:
         if task is not None and task.is_async:
             self._running[run_id].cancel()
 
-    def _free_slot(self, run_id: int) -> None:
-        if run_id in self._busy:
-            self._busy.discard(run_id)
+    def _free_slot(self, run_task: asyncio.Task[None]) -> None:
+        if run_task in self._busy:
+            self._busy.discard(run_task)
             for callback in list(self._slot_freed):
                 callback()
 
-    def _release(self, run_id: int) -> None:
-        self._running.pop(run_id, None)
-        self._contexts.pop(run_id, None)
-        self._cancel_requested.discard(run_id)
-        self._free_slot(run_id)
+    def _release(self, run_id: int, run_task: asyncio.Task[None]) -> None:
+        self._free_slot(run_task)
+        if self._running.get(run_id) is run_task:  # else the run was claimed again meanwhile
+            del self._running[run_id]
+            self._contexts.pop(run_id, None)
+            self._cancel_requested.discard(run_id)
         for callback in list(self._slot_freed):  # one more may wait for its write: claim
             callback()
 
@@ -194,15 +201,16 @@ class Executor:
         if not signal.has_listeners(task):
             return
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._threads, _send_in_thread, signal, task, kwargs)
+        await loop.run_in_executor(self._signal_threads, _send_in_thread, signal, task, kwargs)
 
     async def _run(self, run: ClaimedRun) -> None:
         outcome = await self._outcome(run)
         if self._left_behind:  # it outlived shutdown; its run went back to waiting
             return
         overrunning = self._overrunning.pop(run.id, None)
-        if overrunning is None:  # else the slot is free only when the thread really is
-            self._free_slot(run.id)
+        this = asyncio.current_task()
+        if overrunning is None and this is not None:  # else free once the thread really is
+            self._free_slot(this)
         await self._completer.finish(outcome)
         task = registry.get(run.name)
         if task is not None and signals.task_finished.has_listeners(task):

@@ -83,6 +83,7 @@ class LoopConnections:
             try:
                 await still_open(conn)
             except psycopg.OperationalError:
+                await conn.close()
                 continue
             return conn
         kwargs = {**connection_kwargs(purpose="caller"), "autocommit": True}
@@ -96,6 +97,14 @@ class LoopConnections:
             self._idle.append(conn)
         else:
             await conn.close()
+
+    def abandon(self) -> None:
+        """Its loop is closed without having shut its async generators down (a hand-run loop):
+        close what it kept without that loop, which can no longer run a coroutine."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.pgconn.finish()
 
     async def _close_at_shutdown(self) -> AsyncGenerator[None, None]:
         try:
