@@ -1,18 +1,22 @@
 """The runtime's worker against a real PostgreSQL: claim, run, finish, retry, shutdown."""
 
+import asyncio
 import sys
 import threading
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import psycopg
 import psycopg.errors
 import pytest
 from django.db import connection, transaction
 
-from autotask import DONE, ERROR, RUNNING, WAITING, TaskHandle, runtime, signals
+from autotask import DONE, ERROR, RUNNING, WAITING, TaskHandle, runtime, signals, sql
 from autotask.models import TaskRun
-from autotask.runtime.database import is_transient
+from autotask.runtime.database import Pool, is_transient
+from autotask.runtime.worker import claim_statement
 from tests.app.models import Execution
 from tests.app.tasks import (
     add,
@@ -372,9 +376,6 @@ def test_runs_a_claim_took_before_its_answer_was_lost_are_put_back(
     """Fault injection on the runtime's own pool wrapper: one claim commits in PostgreSQL, then
     its answer is lost as with a dropped connection. Its runs must not stay 'running' under a
     worker that never started them."""
-    from autotask.runtime.database import Pool
-    from autotask.runtime.worker import claim_statement
-
     lost = {"claims": 0}
     real = Pool.fetchall
 
@@ -392,3 +393,50 @@ def test_runs_a_claim_took_before_its_answer_was_lost_are_put_back(
     monkeypatch.setattr(Pool, "fetchall", lossy)
     handle = add(5, 6).wait(15)
     assert (handle.status, handle.result, handle.attempts, lost["claims"]) == (DONE, 11, 1, 1)
+
+
+_BACKLOG = """
+INSERT INTO autotask_task (name, queue, args, kwargs, priority, max_attempts, run_at, status)
+SELECT 'tests.app.tasks.add', 'default', '[1, 2]', '{}', 0, 1, now(), %s
+FROM generate_series(1, 3000)
+"""
+
+
+def _on_a_pool(use: Callable[[Pool], Awaitable[list[tuple[Any, ...]]]]) -> list[tuple[Any, ...]]:
+    async def run() -> list[tuple[Any, ...]]:
+        pool = Pool()
+        await pool.start()
+        try:
+            return await use(pool)
+        finally:
+            await pool.stop(0.0)
+
+    return asyncio.run(run())
+
+
+def test_the_plain_claim_walks_its_index_when_statistics_see_no_waiting_runs(
+    transactional_db: None,
+) -> None:
+    """Statistics taken over finished runs, then a burst of waiting ones below autovacuum's
+    threshold (as in production, with finished runs kept for their ttl): planned as it stands,
+    a claim fetches every due run and sorts them; sent as the worker sends it, it walks the
+    claim index and stops after its LIMIT."""
+    with connection.cursor() as cursor:
+        cursor.execute(_BACKLOG, ["done"])
+        cursor.execute("ANALYZE autotask_task")
+        cursor.execute(_BACKLOG, ["waiting"])
+    settings = sql.RUN_CLAIM_PLANNER_SETTINGS
+    explain = f"EXPLAIN {claim_statement(any_queue=True, limited=False)}"
+    params = {"limit": 10, "worker_id": uuid.uuid4(), "queues": None}
+    plain = _on_a_pool(lambda pool: pool.fetchall(explain, params))
+    planned = _on_a_pool(lambda pool: pool.fetchall_planned(settings, explain, params))
+    assert "Sort" in "\n".join(row[0] for row in plain)  # the statistics mislead the planner
+    planned_text = "\n".join(row[0] for row in planned)
+    assert "Sort" not in planned_text
+    assert "Index Scan using autotask_task_claim_any" in planned_text
+    # The same path claims, its parameters bound client-side (a list of queues included).
+    in_queues = claim_statement(any_queue=False, limited=False)
+    params["queues"] = ["default"]
+    claimed = _on_a_pool(lambda pool: pool.fetchall_planned(settings, in_queues, params))
+    assert len(claimed) == 10
+    assert TaskRun.objects.filter(status=RUNNING, worker_id=params["worker_id"]).count() == 10

@@ -163,6 +163,16 @@ class Pool:
     async def fetchall(self, statement: str, params: Params) -> list[tuple[Any, ...]]:
         return await self._run(statement, params, every_row)
 
+    async def fetchall_planned(
+        self, settings: str, statement: str, params: Params
+    ) -> list[tuple[Any, ...]]:
+        """``fetchall`` under planner ``settings`` (``SET LOCAL`` commands) for this statement
+        only: both go in one message, so they cost no round trip and run as one implicit
+        transaction, which an error rolls back whole (the session is left as it was, as a
+        pooler in transaction mode needs). A message of two commands cannot be prepared, so it
+        is bound client-side."""
+        return await self._run(f"{settings}; {statement}", params, _last_rows, client_side=True)
+
     async def execute(self, statement: str, params: Params) -> int:
         """One statement; the number of rows it touched."""
         return await self._run(statement, params, _count)
@@ -195,6 +205,8 @@ class Pool:
         statement: str,
         params: Params,
         read: Callable[[psycopg.AsyncCursor[Any]], Awaitable[T]],
+        *,
+        client_side: bool = False,
     ) -> T:
         """The statement on a pooled connection, and what ``read`` takes from its cursor.
 
@@ -206,7 +218,7 @@ class Pool:
         # Each ended session fails once and is dropped by the pool: at most every pooled
         # connection can be such a one.
         return await sent_again_if_ended(
-            self._size, lambda: self._run_once(statement, params, read)
+            self._size, lambda: self._run_once(statement, params, read, client_side)
         )
 
     async def _run_once(
@@ -214,9 +226,13 @@ class Pool:
         statement: str,
         params: Params,
         read: Callable[[psycopg.AsyncCursor[Any]], Awaitable[T]],
+        client_side: bool,
     ) -> T:
         async with (await self._ready()).connection() as conn:
-            return await read(await conn.execute(statement, params))
+            if not client_side:
+                return await read(await conn.execute(statement, params))
+            async with psycopg.AsyncClientCursor(conn) as cursor:
+                return await read(await cursor.execute(statement, params))
 
 
 async def sent_again_if_ended(kept: int, send: Callable[[], Awaitable[T]]) -> T:
@@ -254,6 +270,12 @@ async def first_row(cursor: psycopg.AsyncCursor[Any]) -> tuple[Any, ...] | None:
 
 
 async def every_row(cursor: psycopg.AsyncCursor[Any]) -> list[tuple[Any, ...]]:
+    return await cursor.fetchall()
+
+
+async def _last_rows(cursor: psycopg.AsyncCursor[Any]) -> list[tuple[Any, ...]]:
+    while cursor.nextset():
+        pass
     return await cursor.fetchall()
 
 

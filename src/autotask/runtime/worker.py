@@ -147,7 +147,13 @@ class Worker:
         params: dict[str, Any] = {"limit": limit, "worker_id": self.id, "queues": self._queues}
         self._limited = self._limited or registry.has_limits()
         statement = claim_statement(any_queue=self._queues is None, limited=self._limited)
-        return [ClaimedRun(*row) for row in await self._pool.fetchall(statement, params)]
+        if self._limited:
+            rows = await self._pool.fetchall(statement, params)
+        else:
+            rows = await self._pool.fetchall_planned(
+                sql.RUN_CLAIM_PLANNER_SETTINGS, statement, params
+            )
+        return [ClaimedRun(*row) for row in rows]
 
     async def _seconds_until_due(self) -> float:
         """The fallback poll, cut short by the earliest waiting run's ``run_at``."""
