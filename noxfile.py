@@ -60,6 +60,20 @@ def chaos(session: nox.Session) -> None:
     )  # fmt: skip
 
 
+@nox.session(python="3.12")
+def browser(session: nox.Session) -> None:
+    """The monitor in a real headless Chromium against a real uvicorn
+    (tests/integration/test_monitor_browser.py). Playwright drives the system's ``chromium``
+    (Debian's package; ``AUTOTASK_CHROMIUM`` names another binary): no browser is downloaded."""
+    if not (shutil.which("chromium") or session.env.get("AUTOTASK_CHROMIUM")):
+        session.error("chromium is not installed: apt-get install chromium")
+    session.install("-e", ".[test,browser]", DJANGO_LATEST)
+    session.run(
+        "python", PGSERVER, "--", "python", "-m", "pytest", "-m", "browser", "-s",
+        "tests/integration/test_monitor_browser.py", *session.posargs,
+    )  # fmt: skip
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff lint and format check."""

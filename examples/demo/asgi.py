@@ -5,10 +5,17 @@ uvicorn demo.asgi:application --app-dir examples --lifespan on
 
 import os
 
+from django.conf import settings
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.core.asgi import get_asgi_application
 
 from autotask.asgi import with_worker
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "demo.settings")
 
-application = with_worker(get_asgi_application())
+django_application = get_asgi_application()
+if (
+    settings.DEBUG
+):  # the monitor's CSS and JS, served by Django itself (use a CDN or whitenoise in production)
+    django_application = ASGIStaticFilesHandler(django_application)
+application = with_worker(django_application)

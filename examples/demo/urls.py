@@ -1,4 +1,5 @@
-from django.urls import path
+from django.contrib import admin
+from django.urls import include, path
 
 from . import views
 
@@ -8,4 +9,6 @@ urlpatterns = [
     path("orders/", views.orders, name="orders"),
     path("runs/<int:run_id>/", views.run_detail, name="run-detail"),
     path("slow/", views.slow_run, name="slow"),
+    path("admin/", admin.site.urls),
+    path("autotask/", include("autotask.urls")),  # the monitor, for staff
 ]

@@ -757,6 +757,32 @@ SELECT queue, status, count(*),
 FROM autotask_task GROUP BY queue, status ORDER BY queue, status
 """
 
+# The monitor's chart: runs that ended done or error, per minute of the last %(minutes)s.
+RUN_FINISHED_PER_MINUTE = """
+SELECT extract(epoch FROM date_trunc('minute', finished_at))::float8, status, count(*)
+FROM autotask_task
+WHERE finished_at >= date_trunc('minute', now()) - %(minutes)s * interval '1 minute'
+  AND status IN ('done', 'error')
+GROUP BY 1, 2 ORDER BY 1
+"""
+
+# The monitor's tasks page: per task and queue, runs that ended since %(since)s, how many
+# failed, and percentiles of run time (started -> finished) and of wait (due -> started).
+RUN_TIMINGS_BY_TASK = """
+SELECT name, queue, count(*), count(*) FILTER (WHERE status = 'error'),
+       percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY run_seconds),
+       max(run_seconds),
+       percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY wait_seconds),
+       max(wait_seconds)
+FROM (SELECT name, queue, status,
+             extract(epoch FROM finished_at - started_at)::float8 AS run_seconds,
+             greatest(extract(epoch FROM started_at - run_at)::float8, 0) AS wait_seconds
+      FROM autotask_task
+      WHERE finished_at >= %(since)s AND started_at IS NOT NULL
+        AND status IN ('done', 'error')) AS finished
+GROUP BY name, queue ORDER BY name, queue
+"""
+
 # health(): every worker row, with its heartbeat's age and how many runs it holds.
 WORKER_SELECT_ALL = """
 SELECT w.id, w.host, w.pid, w.queues, w.concurrency, w.started_at, w.heartbeat_at,

@@ -650,6 +650,49 @@ async def arun_counts() -> list[QueueCount]:
     return _queue_counts(await _afetchall(sql.RUN_COUNT_BY_QUEUE_AND_STATUS, []))
 
 
+@dataclass(frozen=True, slots=True)
+class MinuteCount:
+    """Runs that ended in one minute (its start, epoch seconds) with one status."""
+
+    minute: float
+    status: Status
+    count: int
+
+
+def _minute_counts(rows: list[tuple[Any, ...]]) -> list[MinuteCount]:
+    return [MinuteCount(minute, Status(status), n) for minute, status, n in rows]
+
+
+def finished_per_minute(minutes: int) -> list[MinuteCount]:
+    return _minute_counts(_fetchall(sql.RUN_FINISHED_PER_MINUTE, {"minutes": minutes}))
+
+
+async def afinished_per_minute(minutes: int) -> list[MinuteCount]:
+    return _minute_counts(await _afetchall(sql.RUN_FINISHED_PER_MINUTE, {"minutes": minutes}))
+
+
+@dataclass(frozen=True, slots=True)
+class TaskTimings:
+    """A task's runs in one queue that ended within a window: count, failures, and run time
+    and wait (seconds) as p50, p95, p99 and max."""
+
+    name: str
+    queue: str
+    count: int
+    failed: int
+    run_seconds: tuple[float, float, float, float]
+    wait_seconds: tuple[float, float, float, float]
+
+
+def task_timings(since: datetime) -> list[TaskTimings]:
+    return [
+        TaskTimings(name, queue, n, failed, (*run, run_max), (*wait, wait_max))
+        for name, queue, n, failed, run, run_max, wait, wait_max in _fetchall(
+            sql.RUN_TIMINGS_BY_TASK, {"since": since}
+        )
+    ]
+
+
 def _worker_record(row: Sequence[Any]) -> WorkerRecord:
     queues = json.loads(row[3]) if isinstance(row[3], str) else row[3]
     return WorkerRecord(row[0], row[1], row[2], queues, *row[4:])

@@ -11,7 +11,8 @@ postgresql://postgres@127.0.0.1:5432/test). The benchmarks create the database
    ``enqueue_many()`` / ``defer_many()``;
 4. duplicates and losses when several processes with a runtime each race for the same runs;
 5. (opt-in: ``--only admin``) the admin's run list over 1,000,000 runs (admin_changelist.py);
-6. (opt-in: ``--only memory``) this process's RSS while one runtime runs 100,000 runs.
+6. (opt-in: ``--only memory``) this process's RSS while one runtime runs 100,000 runs;
+7. (opt-in: ``--only monitor``) the monitor's pages over 1,000,000 runs (monitor_pages.py).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from .database import BENCH_DATABASE, BenchDB, ensure_bench_database, server_url
 from .report import ms, rate, secs, table
 
 MEASUREMENTS = ("latency", "throughput", "enqueue", "duplicates")
-OPT_IN = ("admin", "memory")  # run only when named in --only
+OPT_IN = ("admin", "memory", "monitor")  # run only when named in --only
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -284,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         "enqueue": 500 if args.quick else 2000,
         "duplicates": 500 if args.quick else 2000,
         "admin": 200_000 if args.quick else 1_000_000,
+        "monitor": 200_000 if args.quick else 1_000_000,
         "memory": 20_000 if args.quick else 100_000,
     }
     budget = 8.0 if args.quick else 20.0  # per latency series
@@ -392,6 +394,13 @@ def main(argv: list[str] | None = None) -> int:
             progress(f"admin: {n:,} runs, then the run list")
             figures["admin"] = admin_changelist.measure(bench, n)
             tables.append(admin_changelist.admin_table(figures["admin"]))
+        if "monitor" in args.only:
+            from . import monitor_pages
+
+            n = sizes["monitor"]
+            progress(f"monitor: {n:,} runs, then the monitor's pages")
+            figures["monitor"] = monitor_pages.measure(bench, n)
+            tables.append(monitor_pages.monitor_table(figures["monitor"]))
     finally:
         runtime.stop()
         bench.close()

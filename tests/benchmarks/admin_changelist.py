@@ -119,7 +119,7 @@ def _cases(some_id: int) -> list[tuple[str, dict[str, str]]]:
 
 
 @contextmanager
-def _admin() -> Iterator[Client]:
+def superuser_client() -> Iterator[Client]:
     """A superuser's client, with the admin switched on for the time of the measurement."""
     with override_settings(**_ADMIN_SETTINGS):
         call_command("migrate", verbosity=0, interactive=False)
@@ -133,7 +133,7 @@ def _admin() -> Iterator[Client]:
         yield client
 
 
-def _fill(bench: BenchDB, n: int) -> dict[str, float]:
+def fill(bench: BenchDB, n: int) -> dict[str, float]:
     bench.truncate()
     started = time.perf_counter()
     bench.conn.execute(_FILL, {"n": n, "rare": RARE})
@@ -149,18 +149,19 @@ def _fill(bench: BenchDB, n: int) -> dict[str, float]:
     }
 
 
-def _page(client: Client, params: dict[str, str]) -> dict[str, Any]:
+def timed_page(client: Client, url: str, params: dict[str, str]) -> dict[str, Any]:
+    """A page fetched once to warm up, then ``REPEAT`` times: its times and queries."""
     times: list[float] = []
     queries: list[dict[str, str]] = []
     shown = ""
-    client.get(URL, params)  # warm-up: templates, the session, caches
+    client.get(url, params)  # warm-up: templates, the session, caches
     for _ in range(REPEAT):
         with CaptureQueriesContext(connection) as captured:
             started = time.perf_counter()
-            response = client.get(URL, params)
+            response = client.get(url, params)
             times.append(time.perf_counter() - started)
         if response.status_code != 200:
-            raise RuntimeError(f"{URL} {params}: HTTP {response.status_code}")
+            raise RuntimeError(f"{url} {params}: HTTP {response.status_code}")
         queries = list(captured.captured_queries)
         found = _COUNT.search(response.content.decode())
         shown = found.group(1) if found else "?"
@@ -177,11 +178,13 @@ def _page(client: Client, params: dict[str, str]) -> dict[str, Any]:
 def measure(bench: BenchDB, n: int) -> dict[str, Any]:
     """Fill the table with ``n`` runs, then time the list unfiltered and with each filter."""
     runtime.stop()
-    setup = _fill(bench, n)
+    setup = fill(bench, n)
     row = bench.conn.execute("SELECT id FROM autotask_task WHERE status = 'error' LIMIT 1")
     some_id = row.fetchone()[0]  # type: ignore[index]
-    with _admin() as client:
-        pages = [{"label": label, **_page(client, params)} for label, params in _cases(some_id)]
+    with superuser_client() as client:
+        pages = [
+            {"label": label, **timed_page(client, URL, params)} for label, params in _cases(some_id)
+        ]
     return {"n": n, **setup, "estimate": store.estimated_run_count(), "pages": pages}
 
 
