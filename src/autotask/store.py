@@ -642,25 +642,31 @@ def _queue_counts(rows: list[tuple[Any, ...]]) -> list[QueueCount]:
     return [QueueCount(q, Status(st), n, due, oldest) for q, st, n, due, oldest in rows]
 
 
-def run_counts() -> list[QueueCount]:
-    return _queue_counts(_fetchall(sql.RUN_COUNT_BY_QUEUE_AND_STATUS, []))
+def _count_statement(done: bool) -> str:
+    return sql.RUN_COUNT_BY_QUEUE_AND_STATUS if done else sql.RUN_COUNT_NOT_DONE_BY_QUEUE_AND_STATUS
 
 
-async def arun_counts() -> list[QueueCount]:
-    return _queue_counts(await _afetchall(sql.RUN_COUNT_BY_QUEUE_AND_STATUS, []))
+def run_counts(*, done: bool = True) -> list[QueueCount]:
+    """Runs per queue and status; with ``done=False`` the done ones are not counted."""
+    return _queue_counts(_fetchall(_count_statement(done), []))
+
+
+async def arun_counts(*, done: bool = True) -> list[QueueCount]:
+    return _queue_counts(await _afetchall(_count_statement(done), []))
 
 
 @dataclass(frozen=True, slots=True)
 class MinuteCount:
-    """Runs that ended in one minute (its start, epoch seconds) with one status."""
+    """Runs of one queue that ended in one minute (its start, epoch seconds) with one status."""
 
     minute: float
+    queue: str
     status: Status
     count: int
 
 
 def _minute_counts(rows: list[tuple[Any, ...]]) -> list[MinuteCount]:
-    return [MinuteCount(minute, Status(status), n) for minute, status, n in rows]
+    return [MinuteCount(minute, queue, Status(status), n) for minute, queue, status, n in rows]
 
 
 def finished_per_minute(minutes: int) -> list[MinuteCount]:

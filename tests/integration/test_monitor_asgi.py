@@ -57,7 +57,7 @@ def test_the_overview_streams_a_change_within_a_second(start_server: Callable[..
             if "streamed" in queues:
                 break
         assert time.monotonic() - written < 1.5
-        while queues["streamed"]["done"] != 1:
+        while queues["streamed"]["done_last_hour"] != 1:
             queues = {q["name"]: q for q in next(stream)[1]["queues"]}
 
 

@@ -98,7 +98,7 @@ def test_the_overview_shows_counts_change_live(page: Page) -> None:
     row = page.locator('tr[data-queue="browser"]')
     expect(row).to_be_visible(timeout=5000)
     shown = time.monotonic() - written
-    expect(row.locator('[data-field="done"]')).to_have_text("3", timeout=10000)
+    expect(row.locator('[data-field="done_last_hour"]')).to_have_text("3", timeout=10000)
     expect(page.locator('tr[data-queue="reports"] [data-field="waiting"]')).to_have_text("4")
     expect(page.locator('tr[data-queue="reports"] [data-field="due"]')).to_have_text("0")
     assert page.locator("#chart rect.done").count() >= 60  # a bar for every minute

@@ -26,28 +26,34 @@ _CRON = re.compile(r"^cron (.+) \((.+)\)$")
 
 
 def build(report: Health, minutes: list[MinuteCount], now: float) -> dict[str, Any]:
+    """``report`` without done runs counted: a queue's done figure is the last hour's."""
     first = (int(now) // 60 - CHART_MINUTES + 1) * 60
     done = [0] * CHART_MINUTES
     failed = [0] * CHART_MINUTES
+    done_in_the_hour: dict[str, int] = {}
     for entry in minutes:
         index = (int(entry.minute) - first) // 60
         if 0 <= index < CHART_MINUTES:
             (done if entry.status == DONE else failed)[index] += entry.count
+            if entry.status == DONE:
+                done_in_the_hour[entry.queue] = done_in_the_hour.get(entry.queue, 0) + entry.count
+    queues = {queue.name: queue for queue in report.queues}
+    names = sorted(queues.keys() | done_in_the_hour.keys())
     return {
         "queues": [
             {
-                "name": queue.name,
-                "waiting": queue.counts.get(WAITING, 0),
-                "due": queue.due,
-                "running": queue.counts.get(RUNNING, 0),
-                "done": queue.counts.get(DONE, 0),
-                "error": queue.counts.get(ERROR, 0),
-                "cancelled": queue.counts.get(CANCELLED, 0),
-                "oldest_due_seconds": _tenths(queue.oldest_due_seconds),
-                "paused": queue.paused,
-                "served": queue.served,
+                "name": name,
+                "waiting": queue.counts.get(WAITING, 0) if queue else 0,
+                "due": queue.due if queue else 0,
+                "running": queue.counts.get(RUNNING, 0) if queue else 0,
+                "done_last_hour": done_in_the_hour.get(name, 0),
+                "error": queue.counts.get(ERROR, 0) if queue else 0,
+                "cancelled": queue.counts.get(CANCELLED, 0) if queue else 0,
+                "oldest_due_seconds": _tenths(queue.oldest_due_seconds) if queue else None,
+                "paused": queue.paused if queue else False,
+                "served": queue.served if queue else _served(report, name),
             }
-            for queue in report.queues
+            for name, queue in ((name, queues.get(name)) for name in names)
         ],
         "workers": [
             {
@@ -71,12 +77,19 @@ def _tenths(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds, 1)
 
 
+def _served(report: Health, queue: str) -> bool:
+    return any(w.queues is None or queue in w.queues for w in report.workers)
+
+
 def snapshot() -> dict[str, Any]:
-    return build(health(), store.finished_per_minute(CHART_MINUTES), time.time())
+    report = health(count_done=False)
+    return build(report, store.finished_per_minute(CHART_MINUTES), time.time())
 
 
 async def asnapshot() -> dict[str, Any]:
-    report, minutes = await asyncio.gather(ahealth(), store.afinished_per_minute(CHART_MINUTES))
+    report, minutes = await asyncio.gather(
+        ahealth(count_done=False), store.afinished_per_minute(CHART_MINUTES)
+    )
     return build(report, minutes, time.time())
 
 

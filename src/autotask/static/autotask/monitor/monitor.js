@@ -37,7 +37,7 @@
       link.textContent = q.name;
       th.appendChild(link);
       row.appendChild(th);
-      for (const field of ["waiting", "due", "running", "error", "done"]) cell(row, q[field], field);
+      for (const field of ["waiting", "due", "running", "error", "done_last_hour"]) cell(row, q[field], field);
       cell(row, q.oldest_due_seconds === null ? "–" : q.oldest_due_seconds.toFixed(1) + " s", "oldest_due_seconds");
       cell(row, q.paused ? "paused" : q.served ? "served" : "no worker", "state");
       return row;
