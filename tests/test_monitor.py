@@ -21,7 +21,10 @@ pytestmark = pytest.mark.usefixtures("transactional_db")
 MONITOR = "/autotask/"
 
 
-def _client(username: str, *, staff: bool = False, superuser: bool = False, perms=()) -> Client:
+def logged_in_client(
+    username: str, *, staff: bool = False, superuser: bool = False, perms: tuple[str, ...] = ()
+) -> Client:
+    """A test client logged in as a new user with these rights (the metrics tests' too)."""
     user = User.objects.create_user(username, f"{username}@example.org", "pw", is_staff=staff)
     user.is_superuser = superuser
     user.save()
@@ -33,7 +36,7 @@ def _client(username: str, *, staff: bool = False, superuser: bool = False, perm
 
 @pytest.fixture
 def root() -> Client:
-    return _client("root", staff=True, superuser=True)
+    return logged_in_client("root", staff=True, superuser=True)
 
 
 def _ended(handle: TaskHandle, status: str, **fields: object) -> None:
@@ -49,10 +52,10 @@ def _run_ids(html: str) -> list[int]:
 def test_only_staff_or_the_view_permission_opens_it() -> None:
     anonymous = Client().get(MONITOR)
     assert anonymous.status_code == 302 and "login" in anonymous["Location"]
-    assert _client("plain").get(MONITOR).status_code == 403
-    assert _client("staff", staff=True).get(MONITOR).status_code == 200
-    assert _client("viewer", perms=["view_taskrun"]).get(MONITOR).status_code == 200
-    assert _client("plain2").get(f"{MONITOR}overview.json").status_code == 403
+    assert logged_in_client("plain").get(MONITOR).status_code == 403
+    assert logged_in_client("staff", staff=True).get(MONITOR).status_code == 200
+    assert logged_in_client("viewer", perms=["view_taskrun"]).get(MONITOR).status_code == 200
+    assert logged_in_client("plain2").get(f"{MONITOR}overview.json").status_code == 403
 
 
 def test_the_overview_counts_each_queue_and_the_json_says_the_same(root: Client) -> None:
@@ -124,7 +127,7 @@ def test_a_run_page_shows_its_call_result_error_and_attempts(root: Client) -> No
 def test_retry_and_cancel_are_posts_with_csrf_and_permission(root: Client, caplog) -> None:
     failed = fail("x")
     _ended(failed, ERROR)
-    viewer = _client("viewer", staff=True)
+    viewer = logged_in_client("viewer", staff=True)
     assert viewer.post(f"{MONITOR}runs/{failed.id}/retry/").status_code == 403
     assert root.get(f"{MONITOR}runs/{failed.id}/retry/").status_code == 405
     strict = Client(enforce_csrf_checks=True)

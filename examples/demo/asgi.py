@@ -14,8 +14,8 @@ from autotask.asgi import with_worker
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "demo.settings")
 
 django_application = get_asgi_application()
-if (
-    settings.DEBUG
-):  # the monitor's CSS and JS, served by Django itself (use a CDN or whitenoise in production)
+# The monitor's CSS and JS, served by Django itself while DEBUG (whitenoise or the web server
+# in production, after collectstatic).
+if settings.DEBUG:
     django_application = ASGIStaticFilesHandler(django_application)
 application = with_worker(django_application)

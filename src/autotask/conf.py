@@ -29,6 +29,7 @@ DEFAULTS: dict[str, object] = {
     "AUTOTASK_UNREGISTERED_GRACE": 300.0,
     "AUTOTASK_LISTEN": True,
     "AUTOTASK_DIRECT_DATABASE": None,
+    "AUTOTASK_METRICS_TOKEN": None,
 }
 
 # Defaults of task options, shared by the decorator and the runtime (which needs a ttl even for
@@ -138,6 +139,20 @@ def is_active() -> bool:
     return value
 
 
+def metrics_token() -> str | None:
+    """``AUTOTASK_METRICS_TOKEN``: the bearer token a scraper sends to the monitor's
+    ``metrics/`` instead of logging in; None: no token opens it. Its value is never echoed."""
+    value = _value("AUTOTASK_METRICS_TOKEN")
+    if value is None:
+        return None
+    if isinstance(value, str) and value and value == value.strip():
+        return value
+    raise ImproperlyConfigured(
+        "AUTOTASK_METRICS_TOKEN must be None or a non-empty string without surrounding "
+        "whitespace (the value set is not shown: it is meant to be a secret)."
+    )
+
+
 def get() -> Settings:
     """The settings in force now; raises ImproperlyConfigured naming the bad one."""
     heartbeat = float(_positive_number("AUTOTASK_WORKER_MONITOR_INTERVALL"))
@@ -151,6 +166,7 @@ def get() -> Settings:
     is_active()
     listen()
     direct_database()
+    metrics_token()
     return Settings(
         database=database(),
         concurrency=int(_positive_number("AUTOTASK_WORKERS", integer=True)),

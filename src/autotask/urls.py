@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from .monitor import views
+from .monitor import metrics, views
 
 app_name = "autotask"
 
@@ -21,4 +21,5 @@ urlpatterns = [
     path("tasks/", views.tasks, name="tasks"),
     path("schedules/", views.schedules, name="schedules"),
     path("schedules/<str:name>/<str:action>/", views.schedule_action, name="schedule-action"),
+    path("metrics/", metrics.metrics_view, name="metrics"),
 ]

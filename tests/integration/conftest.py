@@ -109,6 +109,41 @@ def wait_until_serving(server: Server) -> None:
     pytest.fail(f"uvicorn did not answer within {STARTUP_TIMEOUT} s:\n{server.output()}")
 
 
+def server_environ(**env: str) -> dict[str, str]:
+    """The example project's environment in a server process: the test database, a small
+    runtime that stops quickly; keyword arguments add to it or override it."""
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "demo.settings",
+        "DATABASE_URL": database_conninfo(),
+        "DEBUG": "1",
+        "PYTHONUNBUFFERED": "1",
+        "AUTOTASK_WORKERS": "2",
+        "AUTOTASK_HANDLE_TASK_IDLE_TIME": "1",
+        "AUTOTASK_SHUTDOWN_TIMEOUT": "5",
+        **env,
+    }
+
+
+def _spawn(
+    servers: list[Server],
+    command: list[str],
+    port: int,
+    log_path: Path,
+    environ: dict[str, str],
+    **popen: Any,
+) -> Server:
+    """Start ``command`` in examples/, its output into ``log_path``; return once it answers."""
+    log = log_path.open("wb")
+    process = subprocess.Popen(
+        command, cwd=EXAMPLES, env=environ, stdout=log, stderr=subprocess.STDOUT, **popen
+    )
+    server = Server(process, f"http://127.0.0.1:{port}", log_path, log)
+    servers.append(server)
+    wait_until_serving(server)
+    return server
+
+
 @pytest.fixture
 def start_server(
     transactional_db: None, request: pytest.FixtureRequest, tmp_path: Path
@@ -118,25 +153,12 @@ def start_server(
     Depends on ``transactional_db``: the server is another process, so it sees only committed
     rows, and this fixture's teardown (stopping the servers) runs before the database is flushed.
     """
-    database = database_conninfo()
     servers: list[Server] = []
     request.node.stash[servers_key] = servers
 
     def start(**env: str) -> Server:
         port = free_port()
         log_path = tmp_path / f"uvicorn-{len(servers)}-{port}.log"
-        log = log_path.open("wb")
-        environ = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "demo.settings",
-            "DATABASE_URL": database,
-            "DEBUG": "1",
-            "PYTHONUNBUFFERED": "1",
-            "AUTOTASK_WORKERS": "2",
-            "AUTOTASK_HANDLE_TASK_IDLE_TIME": "1",
-            "AUTOTASK_SHUTDOWN_TIMEOUT": "5",
-            **env,
-        }
         command = [
             sys.executable, "-m", "uvicorn", "demo.asgi:application",
             "--app-dir", str(EXAMPLES),
@@ -144,14 +166,30 @@ def start_server(
             "--port", str(port),
             "--lifespan", "on",
         ]  # fmt: skip
-        process = subprocess.Popen(
-            command, cwd=EXAMPLES, env=environ, stdout=log, stderr=subprocess.STDOUT
-        )
-        server = Server(process, f"http://127.0.0.1:{port}", log_path, log)
-        servers.append(server)
-        wait_until_serving(server)
-        return server
+        return _spawn(servers, command, port, log_path, server_environ(**env))
 
     yield start
     for server in servers:
         server.close()
+
+
+@pytest.fixture
+def serve(
+    transactional_db: None, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Callable[..., Server]]:
+    """Start any server command (gunicorn, runserver) in a process group of its own, since
+    runserver forks a child; killed with its group at teardown if still running."""
+    servers: list[Server] = []
+    request.node.stash[servers_key] = servers
+
+    def start(command: list[str], port: int, **env: str) -> Server:
+        log_path = tmp_path / f"server-{len(servers)}.log"
+        environ = server_environ(**env)
+        return _spawn(servers, command, port, log_path, environ, start_new_session=True)
+
+    yield start
+    for server in servers:
+        if server.process.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.process.wait(timeout=10)
+        server._log.close()

@@ -9,6 +9,7 @@ screenshot of the overview (the README's).
 
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable, Iterator
 
@@ -19,7 +20,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from autotask.models import TaskRun
 
-from .conftest import Server
+from .conftest import Server, free_port
 from .test_monitor_asgi import staff_cookies
 
 pytestmark = pytest.mark.browser
@@ -44,6 +45,11 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture
 def page(browser: Browser, start_server: Callable[..., Server]) -> Iterator[Page]:
     server = start_server(SECRET_KEY=settings.SECRET_KEY)
+    yield from _staff_page(browser, server)
+
+
+def _staff_page(browser: Browser, server: Server) -> Iterator[Page]:
+    """A page of a new browser context logged in as a superuser of the test database."""
     context = browser.new_context(base_url=server.base_url, viewport={"width": 1280, "height": 900})
     context.add_cookies(
         [
@@ -141,3 +147,26 @@ def test_a_failed_run_is_retried_from_its_page(page: Page) -> None:
     expect(page.locator("#result")).to_contain_text('"sku": "tea"')
     run.refresh_from_db()
     assert run.status == "done"
+
+
+def test_under_wsgi_the_overview_polls_and_still_changes_without_a_reload(
+    browser: Browser, serve: Callable[..., Server]
+) -> None:
+    port = free_port()
+    command = [
+        sys.executable, "-m", "gunicorn", "demo.wsgi:application",
+        "--workers", "1", "--threads", "4", "--bind", f"127.0.0.1:{port}",
+    ]  # fmt: skip
+    server = serve(command, port, AUTOTASK_IS_ACTIVE="1", SECRET_KEY=settings.SECRET_KEY)
+    for page in _staff_page(browser, server):
+        page.goto("/autotask/")
+        assert page.locator("body").get_attribute("data-live") == "poll"
+        expect(page.locator("#live-state")).to_contain_text("refreshed", timeout=10000)
+        _mark_the_document(page)
+        for _ in range(2):
+            TaskRun.objects.create(name="shop.tasks.slow", args=[0.1], queue="wsgi")
+        row = page.locator('tr[data-queue="wsgi"]')
+        expect(row.locator('[data-field="done_last_hour"]')).to_have_text("2", timeout=15000)
+        assert _not_reloaded(page)
+        # The static files came through gunicorn: the script that polls ran, and the sheet too.
+        assert page.evaluate("getComputedStyle(document.body).margin") == "0px"

@@ -7,60 +7,17 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
 from autotask.models import TaskRun, Worker
-from tests.conftest import database_conninfo, wait_until
-from tests.integration.conftest import EXAMPLES, Server, free_port, servers_key, wait_until_serving
+from tests.conftest import wait_until
+from tests.integration.conftest import EXAMPLES, Server, free_port, server_environ
 
 pytestmark = pytest.mark.usefixtures("transactional_db")
-
-
-def _environ(**env: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "demo.settings",
-        "DATABASE_URL": database_conninfo(),
-        "PYTHONUNBUFFERED": "1",
-        "AUTOTASK_WORKERS": "2",
-        "AUTOTASK_HANDLE_TASK_IDLE_TIME": "1",
-        "AUTOTASK_SHUTDOWN_TIMEOUT": "5",
-        **env,
-    }
-
-
-@pytest.fixture
-def serve(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Server]]:
-    """Start a server command in a process group of its own (runserver forks a child)."""
-    servers: list[Server] = []
-    request.node.stash[servers_key] = servers
-
-    def start(command: list[str], port: int, **env: str) -> Server:
-        log_path = tmp_path / f"server-{len(servers)}.log"
-        log = log_path.open("wb")
-        process = subprocess.Popen(
-            command,
-            cwd=EXAMPLES,
-            env=_environ(**env),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        server = Server(process, f"http://127.0.0.1:{port}", log_path, log)
-        servers.append(server)
-        wait_until_serving(server)
-        return server
-
-    yield start
-    for server in servers:
-        if server.process.poll() is None:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.process.wait(timeout=10)
-        server._log.close()
 
 
 def _order_and_wait(server: Server, order_id: int) -> TaskRun:
@@ -123,7 +80,7 @@ def test_management_commands_start_no_runtime_with_the_switch_on(command: list[s
     done = subprocess.run(
         [sys.executable, "manage.py", *command],
         cwd=EXAMPLES,
-        env=_environ(AUTOTASK_IS_ACTIVE="1"),
+        env=server_environ(AUTOTASK_IS_ACTIVE="1"),
         capture_output=True,
         text=True,
         timeout=60,

@@ -5,7 +5,9 @@ of these and of web processes. On SIGTERM it stops claiming, gives running tasks
 ``AUTOTASK_SHUTDOWN_TIMEOUT`` seconds, and puts the rest back to waiting; a second signal
 cuts that wait short (the runs are put back all the same). ``--max-tasks`` and ``--duration``
 (django-background-tasks' ``process_tasks`` options) end it the same graceful way, for a
-process manager or cron job that restarts it.
+process manager or cron job that restarts it. ``--metrics-port`` serves Prometheus' text at
+``/metrics`` (no auth: it binds to localhost unless ``--metrics-host`` says otherwise), since a
+worker serves no HTTP of its own.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 from django.conf import settings
@@ -20,6 +23,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from autotask import conf, runtime
 from autotask.exceptions import NotMigrated
+from autotask.monitor import prometheus
 
 # How often --max-tasks is checked.
 _CHECK_EVERY = 0.2
@@ -48,6 +52,16 @@ class Command(BaseCommand):
             type=float,
             help="Stop (gracefully) after this many seconds.",
         )
+        parser.add_argument(
+            "--metrics-port",
+            type=int,
+            help="Serve Prometheus metrics at /metrics on this port (0: any free one); no auth.",
+        )
+        parser.add_argument(
+            "--metrics-host",
+            default="127.0.0.1",
+            help="Address the metrics port binds to (default: 127.0.0.1, this machine only).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         self._override_settings(options)
@@ -61,6 +75,7 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, request_stop)
         signal.signal(signal.SIGINT, request_stop)
+        metrics = self._serve_metrics(options["metrics_host"], options["metrics_port"])
         try:
             runtime.start()
         except NotMigrated as exc:
@@ -76,6 +91,26 @@ class Command(BaseCommand):
         why = self._wait(stop, options["max_tasks"], options["duration"])
         self.stdout.write(f"autotask worker stopping ({why})...", ending="\n")
         runtime.stop()
+        if metrics is not None:
+            metrics.shutdown()
+            metrics.server_close()
+
+    def _serve_metrics(self, host: str, port: int | None) -> ThreadingHTTPServer | None:
+        """Before the runtime starts, so that its first attempts are counted too."""
+        if port is None:
+            return None
+        if not 0 <= port <= 65535:
+            raise CommandError("--metrics-port must be between 0 and 65535.")
+        try:
+            server = prometheus.serve(host, port)
+        except OSError as exc:
+            raise CommandError(f"--metrics-port: cannot listen on {host}:{port}: {exc}") from None
+        bound_host, bound_port = server.server_address[:2]
+        self.stdout.write(
+            f"autotask worker: metrics at http://{bound_host!s}:{bound_port}/metrics",
+            ending="\n",
+        )
+        return server
 
     def _override_settings(self, options: dict[str, Any]) -> None:
         """The options win over the settings, for this process only; checked as they are."""
