@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -16,13 +17,19 @@ from autotask import runtime
 
 def pytest_ignore_collect(collection_path: Any, config: pytest.Config) -> bool | None:
     """The browser tests import Playwright, an extra only ``nox -s browser`` installs: a run
-    that deselects them (the default ``-m``) does not import them. A run that selects them
-    without Playwright still fails at collection, as it should."""
+    whose ``-m`` cannot select them (the default, ``-m smoke``) does not import them. A run that
+    may select them (``-m browser``, or no mark expression) without Playwright still fails at
+    collection, as it should."""
     if collection_path.name != "test_monitor_browser.py":
         return None
     if importlib.util.find_spec("playwright") is not None:
         return None
-    return True if "not browser" in (config.getoption("markexpr") or "") else None
+    markexpr = config.getoption("markexpr") or ""
+    return None if not markexpr or _SELECTS_BROWSER.search(markexpr) else True
+
+
+# "browser" in a mark expression, not negated: such a run may select the browser tests.
+_SELECTS_BROWSER = re.compile(r"(?<!not )\bbrowser\b")
 
 
 @pytest.fixture(scope="session", autouse=True)
