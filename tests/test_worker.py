@@ -425,11 +425,11 @@ def test_the_plain_claim_walks_its_index_when_statistics_see_no_waiting_runs(
         cursor.execute(_BACKLOG, ["done"])
         cursor.execute("ANALYZE autotask_task")
         cursor.execute(_BACKLOG, ["waiting"])
-    settings = sql.RUN_CLAIM_PLANNER_SETTINGS
+    settings = sql.RUN_CLAIM_SETTINGS
     explain = f"EXPLAIN {claim_statement(any_queue=True, limited=False)}"
     params = {"limit": 10, "worker_id": uuid.uuid4(), "queues": None}
     plain = _on_a_pool(lambda pool: pool.fetchall(explain, params))
-    planned = _on_a_pool(lambda pool: pool.fetchall_planned(settings, explain, params))
+    planned = _on_a_pool(lambda pool: pool.fetchall_under(settings, explain, params))
     assert "Sort" in "\n".join(row[0] for row in plain)  # the statistics mislead the planner
     planned_text = "\n".join(row[0] for row in planned)
     assert "Sort" not in planned_text
@@ -437,6 +437,27 @@ def test_the_plain_claim_walks_its_index_when_statistics_see_no_waiting_runs(
     # The same path claims, its parameters bound client-side (a list of queues included).
     in_queues = claim_statement(any_queue=False, limited=False)
     params["queues"] = ["default"]
-    claimed = _on_a_pool(lambda pool: pool.fetchall_planned(settings, in_queues, params))
+    claimed = _on_a_pool(lambda pool: pool.fetchall_under(settings, in_queues, params))
     assert len(claimed) == 10
     assert TaskRun.objects.filter(status=RUNNING, worker_id=params["worker_id"]).count() == 10
+
+
+def test_the_claims_commit_is_asynchronous_for_the_claim_alone(transactional_db: None) -> None:
+    """The plain claim's settings hold inside its message only: the claim commits without
+    waiting for the disk, and the pooled session it ran on is left as it was (durable commits
+    for the finishes and enqueues that use it next)."""
+    probe = "SELECT current_setting('synchronous_commit'), current_setting('enable_sort'), "
+    probe += "pg_backend_pid()"
+
+    async def claim_then_probe(pool: Pool) -> list[tuple[Any, ...]]:
+        inside = await pool.fetchall_under(sql.RUN_CLAIM_SETTINGS, probe, {})
+        for _ in range(50):  # until the pool hands out the claim's connection again
+            after = await pool.fetchall(probe, {})
+            if after[0][2] == inside[0][2]:
+                break
+        return [*inside, *after]
+
+    inside, after = _on_a_pool(claim_then_probe)
+    assert inside[:2] == ("off", "off")
+    assert after[2] == inside[2]  # the same connection, asked again
+    assert after[:2] == ("on", "on")

@@ -163,10 +163,10 @@ class Pool:
     async def fetchall(self, statement: str, params: Params) -> list[tuple[Any, ...]]:
         return await self._run(statement, params, every_row)
 
-    async def fetchall_planned(
+    async def fetchall_under(
         self, settings: str, statement: str, params: Params
     ) -> list[tuple[Any, ...]]:
-        """``fetchall`` under planner ``settings`` (``SET LOCAL`` commands) for this statement
+        """``fetchall`` under ``settings`` (``SET LOCAL`` commands) for this statement
         only: both go in one message, so they cost no round trip and run as one implicit
         transaction, which an error rolls back whole (the session is left as it was, as a
         pooler in transaction mode needs). A message of two commands cannot be prepared, so it

@@ -150,9 +150,7 @@ class Worker:
         if self._limited:
             rows = await self._pool.fetchall(statement, params)
         else:
-            rows = await self._pool.fetchall_planned(
-                sql.RUN_CLAIM_PLANNER_SETTINGS, statement, params
-            )
+            rows = await self._pool.fetchall_under(sql.RUN_CLAIM_SETTINGS, statement, params)
         return [ClaimedRun(*row) for row in rows]
 
     async def _seconds_until_due(self) -> float:
