@@ -4,6 +4,7 @@ import asyncio
 import threading
 
 import pytest
+from django.db import connection, transaction
 
 from autotask import DONE, ERROR, RUNNING, WAITING, AsyncTaskHandle, TaskHandle
 from autotask.task import CANCELLED, Status
@@ -97,3 +98,52 @@ def test_a_call_from_another_loop_is_not_cut_off_when_the_runtime_stops(worker: 
         stopper.join()
     assert row == (7,)
     assert runtime.get().worker is None  # it did stop meanwhile
+
+
+def _watched(*run_ids: int) -> list[bool]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT watched FROM autotask_task WHERE id = ANY(%s) ORDER BY id", [list(run_ids)]
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def test_a_waiting_handle_is_told_each_change_by_notification(worker: None, settings) -> None:
+    """Only runs someone waits on are announced: waiting marks the run, and with the fallback
+    poll out of reach (60 s against a 10 s timeout) every status still arrives."""
+    settings.AUTOTASK_HANDLE_TASK_IDLE_TIME = 60.0
+    unwatched = add(2, 2).wait(10)  # waited on: marked too
+    other = add(3, 3)
+    handle = slow(0.3)
+    assert list(handle.updates(timeout=10)) == [WAITING, RUNNING, DONE]
+    TaskHandle.get(other.id).refresh()  # a refresh alone does not mark
+    assert _watched(unwatched.id, other.id, handle.id) == [True, False, True]
+
+
+async def test_an_async_handle_marks_its_run_and_is_told_by_notification(
+    worker: None, settings
+) -> None:
+    settings.AUTOTASK_HANDLE_TASK_IDLE_TIME = 60.0
+    handle = await slow.defer(0.3)
+    assert [status async for status in handle.updates(timeout=10)] == [WAITING, RUNNING, DONE]
+    row = await asyncio.to_thread(_watched_in_new_connection, handle.id)
+    assert row is True
+
+
+def _watched_in_new_connection(run_id: int) -> bool:
+    try:
+        return _watched(run_id)[0]
+    finally:
+        connection.close()
+
+
+def test_waiting_inside_atomic_does_not_lock_the_run_away_from_the_worker(
+    worker: None, settings
+) -> None:
+    """The mark is written through the runtime's connection and committed at once: written on
+    the caller's, its row lock would last until the caller's transaction ends, and the claim
+    (SKIP LOCKED) would pass the run over while the caller waits for it."""
+    settings.AUTOTASK_HANDLE_TASK_IDLE_TIME = 60.0
+    handle = add.using(delay=0.5)(4, 5)
+    with transaction.atomic():
+        assert TaskHandle.get(handle.id).wait(10).result == 9

@@ -21,7 +21,8 @@ def test_migrate_to_zero_and_back() -> None:
     assert _autotask_objects() == (
         {
             "autotask_task_inserted",
-            "autotask_task_updated",
+            "autotask_task_status_watched",
+            "autotask_task_waiting",
             "autotask_task_slot_released",
             "autotask_task_slot_released_deleted",
             "autotask_task_dependency_finished",
@@ -46,7 +47,7 @@ def test_migrate_to_zero_and_back() -> None:
             runtime.start()
     finally:
         call_command("migrate", "autotask", verbosity=0)
-    assert len(_autotask_objects()[0]) == 6
+    assert len(_autotask_objects()[0]) == 7
 
 
 @pytest.mark.django_db(transaction=True)
@@ -83,3 +84,69 @@ def test_the_task_table_has_no_pattern_index_and_keeps_one_tick_per_schedule_key
         assert cursor.fetchone() is not None
         cursor.execute(insert)
         assert cursor.fetchone() is None
+
+
+def _status_notifications(statements: list[str]) -> list[str]:
+    import psycopg
+
+    from autotask.runtime.database import listener_kwargs
+
+    with psycopg.connect(**listener_kwargs()) as listener:
+        listener.execute("LISTEN autotask_status")
+        with connection.cursor() as cursor:
+            for statement in statements:
+                cursor.execute(statement)
+        return sorted(n.payload for n in listener.notifies(timeout=0.5))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_status_changes_are_notified_for_watched_runs_only() -> None:
+    """A claim or a finish of runs no one watches sends nothing (no trigger function is even
+    called); a watched run's changes go out one by one, and writes that leave its status alone
+    send nothing."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO autotask_task (name, queue) SELECT 'x', 'q' FROM generate_series(1, 4) "
+            "RETURNING id"
+        )
+        ids = sorted(row[0] for row in cursor.fetchall())
+    watched, other = ids[0], ids[1:]
+    payloads = _status_notifications(
+        [
+            f"UPDATE autotask_task SET watched = true WHERE id = {watched}",
+            "UPDATE autotask_task SET status = 'running'",
+            "UPDATE autotask_task SET attempts = 1",
+            "UPDATE autotask_task SET status = 'done'",
+        ]
+    )
+    assert payloads == [f"{watched}:done", f"{watched}:running"]
+    assert (
+        _status_notifications([f"UPDATE autotask_task SET status = 'error' WHERE id = {other[0]}"])
+        == []
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_runs_waiting_again_or_due_sooner_wake_their_queues_once_per_transaction() -> None:
+    import psycopg
+
+    from autotask.runtime.database import listener_kwargs
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO autotask_task (name, queue, status, run_at) "
+            "SELECT 'x', q, 'error', now() + interval '1 hour' "
+            "FROM unnest(ARRAY['a', 'a', 'b', 'c']) AS q"
+        )
+    with psycopg.connect(**listener_kwargs()) as listener:
+        listener.execute("LISTEN autotask")
+        with connection.cursor() as cursor:
+            # Back to waiting (a retry): once per queue, however many runs.
+            cursor.execute("UPDATE autotask_task SET status = 'waiting' WHERE queue IN ('a', 'b')")
+            retried = sorted(n.payload for n in listener.notifies(timeout=0.5))
+            # Still waiting, due later: nothing; due sooner: its queue.
+            cursor.execute("UPDATE autotask_task SET run_at = run_at + interval '1 hour'")
+            later = [n.payload for n in listener.notifies(timeout=0.3)]
+            cursor.execute("UPDATE autotask_task SET run_at = now() WHERE queue = 'a'")
+            sooner = [n.payload for n in listener.notifies(timeout=0.5)]
+    assert (retried, later, sooner) == (["a", "b"], [], ["a"])

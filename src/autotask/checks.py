@@ -71,6 +71,12 @@ def check_setting_names(**kwargs: Any) -> list[checks.CheckMessage]:
 
 # Prefixes a hurried hand gives autotask's settings (longest first); such a name is ignored
 # without a word otherwise.
+# The triggers that NOTIFY: new runs (0001), runs waiting again and watched runs' changes (0013).
+_NOTIFY_TRIGGERS = {
+    "autotask_task_inserted",
+    "autotask_task_status_watched",
+    "autotask_task_waiting",
+}
 _NEAR_PREFIXES = ("AUTO_TASKS_", "AUTOTASKS_", "AUTO_TASK_", "AUTOTASK")
 
 
@@ -185,14 +191,14 @@ def check_tables(
     with connection.cursor() as cursor:
         cursor.execute(sql.TRIGGER_NAMES_ON_RUNS)
         triggers = {row[0] for row in cursor.fetchall()}
-    missing = sorted({"autotask_task_inserted", "autotask_task_updated"} - triggers)
+    missing = sorted(_NOTIFY_TRIGGERS - triggers)
     if missing:
         return [
             checks.Error(
                 f"The trigger(s) {', '.join(missing)} on autotask_task are missing: new runs "
                 "wake no worker and status changes reach no handle until the slow poll.",
-                hint="Recreate them: migrate autotask 0001 again, or restore them from "
-                "autotask/migrations/0001_initial.py.",
+                hint="Recreate them from autotask/migrations/0001_initial.py (on inserts) "
+                "and 0013_watched_runs.py (on updates).",
                 id="autotask.E004",
             )
         ]

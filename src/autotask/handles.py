@@ -240,6 +240,7 @@ class TaskHandle(_HandleState):
         with runtime.watch(self.id, inbox.put):
             if not self._finished:
                 yield self._status
+                store.watch_runs([self.id])
             previous = self._status
             self.refresh()
             if self._status != previous or self._finished:
@@ -323,6 +324,7 @@ class AsyncTaskHandle(_HandleState):
         with runtime.watch(self.id, deliver):
             if not self._finished:
                 yield self._status
+                await store.awatch_runs([self.id])
             previous = self._status
             await self.refresh()
             if self._status != previous or self._finished:

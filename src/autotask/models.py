@@ -81,6 +81,12 @@ class TaskRun(models.Model):
     has_dependents = models.BooleanField(
         default=False, db_default=False, help_text="Other runs wait for it to finish."
     )
+    watched = models.BooleanField(
+        default=False,
+        db_default=False,
+        editable=False,
+        help_text="Someone waits on its status: its changes are NOTIFYed.",
+    )
     result_arg = models.CharField(
         max_length=8,
         null=True,

@@ -288,6 +288,13 @@ WHERE id = %s AND status = 'running'
 # set of attempts; its errors so far are kept.
 # Both wake the workers of the runs' queues, as an insert's trigger does (PostgreSQL sends one
 # notification per distinct queue).
+# A run someone waits on (a handle's updates(), the monitor's run page): the status trigger
+# NOTIFYs its changes from now on (migration 0013); never cleared, since the rows are few.
+# Already watched rows are not written again (nor locked).
+RUN_SET_WATCHED_MANY = """
+UPDATE autotask_task SET watched = true WHERE id = ANY(%s) AND NOT watched RETURNING id
+"""
+
 RUN_SET_WAITING_IF_FAILED_MANY = """
 WITH retried AS (
     UPDATE autotask_task AS t

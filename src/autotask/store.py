@@ -467,6 +467,23 @@ async def afetch_run(run_id: int) -> RunRecord:
     return RunRecord.from_row(row)
 
 
+def watch_runs(run_ids: Sequence[int]) -> None:
+    """Have the status changes of these runs NOTIFYed, for a handle that waits on them; call it
+    after subscribing and before re-reading the runs, so that no change falls between.
+
+    Written through the runtime's pool, never the caller's connection: inside ``atomic()`` the
+    mark's row lock would last until the caller commits, and the claim, which skips locked
+    rows, would pass over the very run the caller is waiting for."""
+    rt = runtime.get()
+    with _tables_required():
+        rt.submit(rt.fetchall(sql.RUN_SET_WATCHED_MANY, [list(run_ids)])).result()
+
+
+async def awatch_runs(run_ids: Sequence[int]) -> None:
+    """``watch_runs`` from any event loop (its connections are autocommit)."""
+    await _afetchall(sql.RUN_SET_WATCHED_MANY, [list(run_ids)])
+
+
 def fetch_run_call(run_id: int) -> tuple[RunRecord, list[Any], dict[str, Any]]:
     """The run and the arguments it was enqueued with; RunDoesNotExist if there is none."""
     return _with_call(run_id, _fetchone(sql.RUN_SELECT_WITH_CALL, [run_id]))

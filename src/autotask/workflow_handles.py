@@ -175,6 +175,7 @@ class WorkflowHandle(_WorkflowState):
                 watching.enter_context(runtime.watch(run_id, inbox.put))
             if not self._finished:
                 yield self._status
+                store.watch_runs(self.run_ids)
             while True:
                 previous = self._status
                 self.refresh()
@@ -246,6 +247,7 @@ class AsyncWorkflowHandle(_WorkflowState):
                 watching.enter_context(runtime.watch(run_id, deliver))
             if not self._finished:
                 yield self._status
+                await store.awatch_runs(self.run_ids)
             while True:
                 previous = self._status
                 await self.refresh()
