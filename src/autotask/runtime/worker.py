@@ -107,7 +107,8 @@ class Worker:
 
     async def _serve(self) -> None:
         while not self._stopping:
-            free = self._executor.free_slots
+            self._limited = self._limited or registry.has_limits()
+            free = self._executor.free_slots(ahead=not self._limited)
             self._wake.clear()
             if free <= 0:
                 self._full = True
@@ -145,7 +146,6 @@ class Worker:
 
     async def _claim(self, limit: int) -> list[ClaimedRun]:
         params: dict[str, Any] = {"limit": limit, "worker_id": self.id, "queues": self._queues}
-        self._limited = self._limited or registry.has_limits()
         statement = claim_statement(any_queue=self._queues is None, limited=self._limited)
         if self._limited:
             rows = await self._pool.fetchall(statement, params)
