@@ -599,15 +599,6 @@ SET status = 'waiting', attempts = greatest(attempts - 1, 0), worker_id = NULL,
 WHERE status = 'running' AND worker_id = %s
 """
 
-# Runs a worker claimed ahead of a free slot and gives back unstarted (held too long, or at
-# its shutdown): waiting again as if never claimed, for any process to take.
-RUN_SET_WAITING_IF_RUNNING_ON_WORKER_MANY = """
-UPDATE autotask_task
-SET status = 'waiting', attempts = greatest(attempts - 1, 0), worker_id = NULL,
-    started_at = NULL
-WHERE id = ANY(%s) AND status = 'running' AND worker_id = %s
-"""
-
 # A rescue: running runs whose worker has no row any more (its heartbeat went stale, or it left
 # without putting them back) wait again if attempts remain (the lost attempt counts), else end
 # in ERROR saying the worker was lost, expiring after their task's ttl (the leader's registry;

@@ -70,12 +70,6 @@ class Completer:
                 unwritten or "of large results",
             )
 
-    async def give_back(self, run_ids: Sequence[int]) -> int:
-        """Put runs this worker claimed but never started back to waiting (one try: the
-        caller keeps them on failure); how many were."""
-        statement = sql.RUN_SET_WAITING_IF_RUNNING_ON_WORKER_MANY
-        return await self._pool.execute(statement, [list(run_ids), self._worker_id])
-
     async def finish(self, outcome: Outcome) -> None:
         """Hand in an outcome; returns once it is written (or given up on, and logged)."""
         if len(outcome.result or "") > _LARGE:

@@ -20,7 +20,6 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-import psycopg
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.db import close_old_connections, connections, transaction
 from django.db.backends.signals import connection_created
@@ -34,20 +33,11 @@ from . import runs
 from .completer import Completer
 from .listener import Listener
 from .runs import ClaimedRun, Outcome
-from .service import time_left
 
 logger = logging.getLogger("autotask")
 
 # How long cancelled async tasks get to end at shutdown before they are left behind.
 _CANCEL_GRACE = 1.0
-
-# Claiming ahead: while every run holding a slot started less than AHEAD_WHILE_YOUNGER seconds
-# ago (short runs, a backlog), the worker may hold up to ``concurrency`` more runs claimed for
-# the slots as they free, so that the next batch is here as the last one ends, not one claim
-# round trip later. A run held longer than AHEAD_HOLD without a slot goes back to waiting, for
-# any process to take: runs never wait behind a long one in a process that claimed them ahead.
-AHEAD_WHILE_YOUNGER = 0.05
-AHEAD_HOLD = 0.5
 
 if TYPE_CHECKING:
     from ..tasks import Task
@@ -61,11 +51,10 @@ class Executor:
     claim: a claim and the write of the last runs' outcomes are then in flight together instead
     of one after the other (the round trips, not the loop, bound a drain). Runs whose outcome is
     not written yet still count in ``running_ids``, and at most ``2 x concurrency`` runs are held
-    at once (running, or waiting for their write; plus those claimed ahead), so a stalled write
-    holds back claiming instead of piling runs up. Slots are counted per asyncio task, not per
-    run id: a run retried at once may be claimed again while its previous attempt's task still
-    sends its signal. Signal receivers run in threads of their own, so they never take a sync
-    task's thread.
+    at once (running, or waiting for their write), so a stalled write holds back claiming
+    instead of piling runs up. Slots are counted per asyncio task, not per run id: a run retried
+    at once may be claimed again while its previous attempt's task still sends its signal.
+    Signal receivers run in threads of their own, so they never take a sync task's thread.
     """
 
     def __init__(
@@ -87,13 +76,7 @@ class Executor:
         self._unregistered_grace = unregistered_grace
         self._hurry = asyncio.Event()  # a second shutdown signal: cancel now
         self._running: dict[int, asyncio.Task[None]] = {}  # until its outcome is written
-        # Holding a slot (the function runs), with the loop time it started at.
-        self._busy: dict[asyncio.Task[None], float] = {}
-        # Claimed ahead, waiting for a slot (oldest first), with the loop time they came; and
-        # those taken out of it to go back to waiting, until that is written.
-        self._ahead: dict[int, tuple[ClaimedRun, float]] = {}
-        self._returning: set[int] = set()
-        self._ahead_check: asyncio.TimerHandle | None = None
+        self._busy: set[asyncio.Task[None]] = set()  # holding a slot: the function runs
         self._contexts: dict[int, RunContext] = {}
         self._cancel_requested: set[int] = set()
         self._overrunning: dict[int, asyncio.Future[Any]] = {}  # sync threads past a timeout
@@ -101,31 +84,18 @@ class Executor:
         self._signal_threads: DaemonThreadPool | None = None
         self._slot_freed: list[Callable[[], None]] = []
         self._left_behind = False
-        self._giving_back: set[asyncio.Task[None]] = set()
-        self._stopping = False
 
     @property
     def concurrency(self) -> int:
         return self._concurrency
 
-    def free_slots(self, *, ahead: bool) -> int:
-        """How many runs the next claim may take: the free slots, plus room ahead (if
-        ``ahead``) while runs are short; never more than ``2 x concurrency`` held at once, plus
-        those ahead. Not with limits: a run's token or slot is taken when it is claimed, so
-        its start must follow at once (a rate counts starts)."""
-        room = self._concurrency if ahead and self._claims_ahead() else 0
-        free = self._concurrency - len(self._busy) + room - len(self._ahead)
-        held = len(self._running) + len(self._ahead) + len(self._returning)
-        return min(free, 2 * self._concurrency + room - held)
-
-    def _claims_ahead(self) -> bool:
-        young = asyncio.get_running_loop().time() - AHEAD_WHILE_YOUNGER
-        return all(started > young for started in self._busy.values())
+    @property
+    def free_slots(self) -> int:
+        return min(self._concurrency - len(self._busy), 2 * self._concurrency - len(self._running))
 
     @property
     def running_ids(self) -> list[int]:
-        """Every run this worker holds as 'running' in the table: started, ahead, going back."""
-        return [*self._running, *self._ahead, *self._returning]
+        return list(self._running)
 
     def on_slot_freed(self, callback: Callable[[], None]) -> Callable[[], None]:
         self._slot_freed.append(callback)
@@ -146,18 +116,6 @@ class Executor:
         """
         if self._unsubscribe is not None:
             self._unsubscribe()
-        self._stopping = True
-        if self._ahead_check is not None:
-            self._ahead_check.cancel()
-        # Never started: back to waiting now, for other processes (what is not written by the
-        # deadline the heartbeat's stop puts back, or the rescue).
-        returns = [*self._giving_back]
-        if self._ahead:
-            returns.append(asyncio.ensure_future(self._give_back(list(self._ahead))))
-        if returns:
-            _, late = await asyncio.wait(returns, timeout=time_left(deadline))
-            for give_back in late:
-                give_back.cancel()
         for context in self._contexts.values():
             context.request_stop()
         if self._running:
@@ -206,68 +164,14 @@ class Executor:
         self._hurry.set()
 
     def submit(self, run: ClaimedRun) -> None:
-        """Start a claimed run in a free slot, or hold it ahead for the next one to free."""
-        loop = asyncio.get_running_loop()
-        if len(self._busy) < self._concurrency:
-            self._start(run)
-            return
-        self._ahead[run.id] = (run, loop.time())
-        if self._ahead_check is None:
-            self._ahead_check = loop.call_later(AHEAD_HOLD, self._return_held_too_long)
-
-    def _start(self, run: ClaimedRun, *, slot: bool = True) -> None:
         run_task = asyncio.create_task(self._run(run), name=f"autotask run {run.id}")
         self._running[run.id] = run_task
-        if slot:
-            self._busy[run_task] = asyncio.get_running_loop().time()
+        self._busy.add(run_task)
         run_task.add_done_callback(lambda _: self._release(run.id, run_task))
-
-    def _return_held_too_long(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._ahead_check = None
-        cutoff = loop.time() - AHEAD_HOLD
-        stale = [run_id for run_id, (_, came) in self._ahead.items() if came <= cutoff]
-        if stale:
-            task = loop.create_task(self._give_back(stale), name="autotask give back")
-            self._giving_back.add(task)
-            task.add_done_callback(self._giving_back.discard)
-        if self._ahead:
-            oldest = min(came for _, came in self._ahead.values())
-            self._ahead_check = loop.call_at(oldest + AHEAD_HOLD, self._return_held_too_long)
-
-    async def _give_back(self, run_ids: list[int]) -> None:
-        """Runs held ahead go back to waiting, their attempt not counted; if that cannot be
-        written, they stay here and run when a slot frees."""
-        held = {run_id: self._ahead.pop(run_id) for run_id in run_ids if run_id in self._ahead}
-        self._returning.update(held)
-        try:
-            count = await self._completer.give_back(list(held))
-        except psycopg.Error as exc:
-            if self._stopping:  # the heartbeat's stop puts back what is left, or the rescue
-                logger.warning("autotask: could not give back runs claimed ahead (%s)", exc)
-            else:
-                logger.warning("autotask: could not give back runs claimed ahead (%s); kept", exc)
-                self._ahead.update(held)
-                self._start_held()
-        else:
-            logger.debug("autotask: gave %d run(s) claimed ahead back to waiting", count)
-        finally:
-            self._returning.difference_update(held)
-        for callback in list(self._slot_freed):
-            callback()
-
-    def _start_held(self) -> None:
-        while self._ahead and len(self._busy) < self._concurrency:
-            run_id = next(iter(self._ahead))
-            self._start(self._ahead.pop(run_id)[0])
 
     def cancel(self, run_id: int | None) -> None:
         """A cancel was asked for this run (through NOTIFY): an async task is cancelled, a sync
         one sees ``should_stop()``; either ends CANCELLED. Runs not here are not ours."""
-        if run_id in self._ahead:  # never started: it ends CANCELLED at once, without a slot
-            self._cancel_requested.add(run_id)
-            self._start(self._ahead.pop(run_id)[0], slot=False)
-            return
         if run_id is None or self._running.get(run_id) not in self._busy:
             return  # not ours, or its function has returned: its outcome stands
         self._cancel_requested.add(run_id)
@@ -280,8 +184,7 @@ class Executor:
 
     def _free_slot(self, run_task: asyncio.Task[None]) -> None:
         if run_task in self._busy:
-            del self._busy[run_task]
-            self._start_held()
+            self._busy.discard(run_task)
             for callback in list(self._slot_freed):
                 callback()
 
@@ -326,8 +229,6 @@ class Executor:
             args, kwargs = json.loads(run.args), json.loads(run.kwargs)
         except (ValueError, RecursionError) as exc:  # stored by something else than autotask
             return runs.given_up(run, task, exc)
-        if run.id in self._cancel_requested:  # cancelled while it was held ahead
-            return runs.cancelled(run, task)
         context = RunContext(run_id=run.id, name=run.name, attempt=run.attempts)
         self._contexts[run.id] = context
         timeout = task.timeout if task.timeout is not None else self._timeout

@@ -107,8 +107,7 @@ class Worker:
 
     async def _serve(self) -> None:
         while not self._stopping:
-            self._limited = self._limited or registry.has_limits()
-            free = self._executor.free_slots(ahead=not self._limited)
+            free = self._executor.free_slots
             self._wake.clear()
             if free <= 0:
                 self._full = True
@@ -146,6 +145,7 @@ class Worker:
 
     async def _claim(self, limit: int) -> list[ClaimedRun]:
         params: dict[str, Any] = {"limit": limit, "worker_id": self.id, "queues": self._queues}
+        self._limited = self._limited or registry.has_limits()
         statement = claim_statement(any_queue=self._queues is None, limited=self._limited)
         if self._limited:
             rows = await self._pool.fetchall(statement, params)
