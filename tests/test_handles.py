@@ -147,3 +147,44 @@ def test_waiting_inside_atomic_does_not_lock_the_run_away_from_the_worker(
     handle = add.using(delay=0.5)(4, 5)
     with transaction.atomic():
         assert TaskHandle.get(handle.id).wait(10).result == 9
+
+
+def test_marking_a_waiting_run_wakes_its_queue_once() -> None:
+    """The mark holds the row's lock for a moment; a claim that met it skipped the run and
+    backs off, so the mark wakes the run's queue when it commits (once: a second mark of the
+    same run writes nothing and wakes nobody)."""
+    import psycopg
+
+    from autotask import sql
+    from autotask.runtime.database import listener_kwargs
+
+    waiting = add.using(queue="queue-1")(1, 1)
+
+    def marked(statement_params: list[object]) -> list[str]:
+        with psycopg.connect(**listener_kwargs()) as listener:
+            listener.execute("LISTEN autotask")
+            with psycopg.connect(**listener_kwargs()) as other:
+                other.execute(sql.RUN_SET_WATCHED_MANY, statement_params)
+            return [n.payload for n in listener.notifies(timeout=0.5)]
+
+    assert marked([[waiting.id]]) == ["queue-1"]
+    assert marked([[waiting.id]]) == []
+    assert _watched(waiting.id) == [True]
+
+
+def test_a_database_that_cannot_mark_leaves_the_handle_to_its_poll(
+    worker: None, settings, monkeypatch, caplog
+) -> None:
+    """During a rolling deploy the new code may meet a database without 0013's column."""
+    import psycopg
+
+    from autotask import store
+
+    def unmigrated(run_ids, timeout):
+        raise psycopg.errors.UndefinedColumn('column "watched" does not exist')
+
+    monkeypatch.setattr(store, "watch_runs", unmigrated)
+    settings.AUTOTASK_HANDLE_TASK_IDLE_TIME = 0.2
+    handle = slow(0.3)
+    assert handle.wait(10).result == "slept"
+    assert any("not marked watched" in r.getMessage() for r in caplog.records)

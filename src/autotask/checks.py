@@ -69,14 +69,14 @@ def check_setting_names(**kwargs: Any) -> list[checks.CheckMessage]:
     return messages
 
 
-# Prefixes a hurried hand gives autotask's settings (longest first); such a name is ignored
-# without a word otherwise.
 # The triggers that NOTIFY: new runs (0001), runs waiting again and watched runs' changes (0013).
 _NOTIFY_TRIGGERS = {
     "autotask_task_inserted",
     "autotask_task_status_watched",
     "autotask_task_waiting",
 }
+# Prefixes a hurried hand gives autotask's settings (longest first); such a name is ignored
+# without a word otherwise.
 _NEAR_PREFIXES = ("AUTO_TASKS_", "AUTOTASKS_", "AUTO_TASK_", "AUTOTASK")
 
 

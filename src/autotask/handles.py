@@ -24,6 +24,9 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime
 from typing import Any, Self
 
+import psycopg
+from django.db import DatabaseError
+
 from . import conf, registry, runtime, store
 from .conf import DEFAULT_TTL
 from .status import FINAL_STATUSES, Status, TaskError
@@ -136,6 +139,39 @@ def wait_time(deadline: float | None, still: Callable[[], str]) -> float:
     return min(poll, remaining)
 
 
+def _time_left(deadline: float | None, still: Callable[[], str]) -> float | None:
+    if deadline is None:
+        return None
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError(still())
+    return remaining
+
+
+def mark_watched(run_ids: list[int], deadline: float | None, still: Callable[[], str]) -> None:
+    """Have PostgreSQL announce these runs' status changes (``store.watch_runs``), within the
+    caller's ``deadline``. A database that cannot (not migrated to 0013 yet, during a rolling
+    deploy) leaves the handle to its poll, with a warning."""
+    try:
+        store.watch_runs(run_ids, _time_left(deadline, still))
+    except TimeoutError:
+        raise TimeoutError(still()) from None
+    except (DatabaseError, psycopg.Error) as exc:
+        logger.warning("autotask: runs %s not marked watched (%s); polling for them", run_ids, exc)
+
+
+async def amark_watched(
+    run_ids: list[int], deadline: float | None, still: Callable[[], str]
+) -> None:
+    """``mark_watched``, awaited."""
+    try:
+        await store.awatch_runs(run_ids, _time_left(deadline, still))
+    except TimeoutError:
+        raise TimeoutError(still()) from None
+    except (DatabaseError, psycopg.Error) as exc:
+        logger.warning("autotask: runs %s not marked watched (%s); polling for them", run_ids, exc)
+
+
 def in_open_transaction(enqueued_by: int | None) -> bool:
     """Whether the run (or workflow) was enqueued by the transaction still open here (a sync
     enqueue inside ``atomic()``): no worker can see it yet."""
@@ -240,7 +276,7 @@ class TaskHandle(_HandleState):
         with runtime.watch(self.id, inbox.put):
             if not self._finished:
                 yield self._status
-                store.watch_runs([self.id])
+                mark_watched([self.id], deadline, self._still)
             previous = self._status
             self.refresh()
             if self._status != previous or self._finished:
@@ -324,7 +360,7 @@ class AsyncTaskHandle(_HandleState):
         with runtime.watch(self.id, deliver):
             if not self._finished:
                 yield self._status
-                await store.awatch_runs([self.id])
+                await amark_watched([self.id], deadline, self._still)
             previous = self._status
             await self.refresh()
             if self._status != previous or self._finished:

@@ -290,9 +290,17 @@ WHERE id = %s AND status = 'running'
 # notification per distinct queue).
 # A run someone waits on (a handle's updates(), the monitor's run page): the status trigger
 # NOTIFYs its changes from now on (migration 0013); never cleared, since the rows are few.
-# Already watched rows are not written again (nor locked).
+# Already watched rows are not written again (nor locked). The mark holds the row's lock for a
+# moment, and a claim meeting it skips the run and backs off: so a waiting run's queue is woken
+# once the mark commits, or the run would start only when that back-off ends.
 RUN_SET_WATCHED_MANY = """
-UPDATE autotask_task SET watched = true WHERE id = ANY(%s) AND NOT watched RETURNING id
+WITH marked AS (
+    UPDATE autotask_task SET watched = true
+    WHERE id = ANY(%s) AND NOT watched
+    RETURNING queue, status
+)
+SELECT pg_notify('autotask', q.queue)
+FROM (SELECT DISTINCT queue FROM marked WHERE status = 'waiting') AS q
 """
 
 RUN_SET_WAITING_IF_FAILED_MANY = """

@@ -10,6 +10,7 @@ its rows the same way, so they cannot drift apart.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import uuid
@@ -467,21 +468,27 @@ async def afetch_run(run_id: int) -> RunRecord:
     return RunRecord.from_row(row)
 
 
-def watch_runs(run_ids: Sequence[int]) -> None:
+def watch_runs(run_ids: Sequence[int], timeout: float | None) -> None:
     """Have the status changes of these runs NOTIFYed, for a handle that waits on them; call it
     after subscribing and before re-reading the runs, so that no change falls between.
+    TimeoutError after ``timeout`` seconds (a row locked that long).
 
     Written through the runtime's pool, never the caller's connection: inside ``atomic()`` the
     mark's row lock would last until the caller commits, and the claim, which skips locked
     rows, would pass over the very run the caller is waiting for."""
     rt = runtime.get()
+    marking = rt.submit(rt.fetchall(sql.RUN_SET_WATCHED_MANY, [list(run_ids)]))
     with _tables_required():
-        rt.submit(rt.fetchall(sql.RUN_SET_WATCHED_MANY, [list(run_ids)])).result()
+        try:
+            marking.result(timeout)
+        except TimeoutError:
+            marking.cancel()
+            raise
 
 
-async def awatch_runs(run_ids: Sequence[int]) -> None:
+async def awatch_runs(run_ids: Sequence[int], timeout: float | None) -> None:
     """``watch_runs`` from any event loop (its connections are autocommit)."""
-    await _afetchall(sql.RUN_SET_WATCHED_MANY, [list(run_ids)])
+    await asyncio.wait_for(_afetchall(sql.RUN_SET_WATCHED_MANY, [list(run_ids)]), timeout)
 
 
 def fetch_run_call(run_id: int) -> tuple[RunRecord, list[Any], dict[str, Any]]:

@@ -20,9 +20,11 @@ from .conf import DEFAULT_TTL
 from .handles import (
     AsyncTaskHandle,
     TaskHandle,
+    amark_watched,
     deadline_after,
     in_open_transaction,
     invisible_error,
+    mark_watched,
     wait_time,
 )
 from .status import (
@@ -175,7 +177,7 @@ class WorkflowHandle(_WorkflowState):
                 watching.enter_context(runtime.watch(run_id, inbox.put))
             if not self._finished:
                 yield self._status
-                store.watch_runs(self.run_ids)
+                mark_watched(self.run_ids, deadline, self._still)
             while True:
                 previous = self._status
                 self.refresh()
@@ -247,7 +249,7 @@ class AsyncWorkflowHandle(_WorkflowState):
                 watching.enter_context(runtime.watch(run_id, deliver))
             if not self._finished:
                 yield self._status
-                await store.awatch_runs(self.run_ids)
+                await amark_watched(self.run_ids, deadline, self._still)
             while True:
                 previous = self._status
                 await self.refresh()

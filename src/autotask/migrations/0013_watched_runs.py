@@ -18,8 +18,9 @@ autotask, '<queue>'`` of one transaction into one.
 from django.db import migrations, models
 
 _NEW = (
-    "DROP TRIGGER autotask_task_updated ON autotask_task",
-    "DROP FUNCTION autotask_notify_updated()",
+    # IF EXISTS: the system check E004 may have found it missing already.
+    "DROP TRIGGER IF EXISTS autotask_task_updated ON autotask_task",
+    "DROP FUNCTION IF EXISTS autotask_notify_updated()",
     """
     CREATE FUNCTION autotask_notify_status() RETURNS trigger
     LANGUAGE plpgsql AS $$
@@ -57,10 +58,10 @@ _NEW = (
 
 # 0001's trigger as it was (its payloads in batches of 200 ids).
 _OLD = (
-    "DROP TRIGGER autotask_task_waiting ON autotask_task",
-    "DROP FUNCTION autotask_notify_waiting()",
-    "DROP TRIGGER autotask_task_status_watched ON autotask_task",
-    "DROP FUNCTION autotask_notify_status()",
+    "DROP TRIGGER IF EXISTS autotask_task_waiting ON autotask_task",
+    "DROP FUNCTION IF EXISTS autotask_notify_waiting()",
+    "DROP TRIGGER IF EXISTS autotask_task_status_watched ON autotask_task",
+    "DROP FUNCTION IF EXISTS autotask_notify_status()",
     """
     CREATE FUNCTION autotask_notify_updated() RETURNS trigger
     LANGUAGE plpgsql AS $$
