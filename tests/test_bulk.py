@@ -109,6 +109,11 @@ def test_a_bad_call_fails_before_anything_is_written() -> None:
         echo.enqueue_many([("fine",), 5])
     with pytest.raises(TypeError, match=r"tests\.app\.tasks\.add\(\): too many"):
         add.enqueue_many([(1, 2), (1, 2, 3)])  # cannot bind: caught at enqueue
+    # Calls are checked by shape (how many positional arguments, which keywords), once each.
+    with pytest.raises(TypeError, match=r"add\(\): missing a required argument: 'b'"):
+        add.enqueue_many([{"a": 1, "b": 2}, {"a": 1, "b": 3}, {"a": 1}])
+    with pytest.raises(TypeError, match=r"add\(\): got an unexpected keyword argument 'c'"):
+        add.enqueue_many([(1, 2), {"a": 1, "b": 2, "c": 2}])
     with pytest.raises(TypeError, match=r"echo\(\): argument .value. "):
         echo.enqueue_many([("fine",), (object(),)])
     with pytest.raises(InvalidTaskOptions, match=r"call 0 is one of tests\.app\.tasks\.echo"):

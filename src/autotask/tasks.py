@@ -10,6 +10,7 @@ with a ``schedule``: the leader enqueues its ticks, and calling it enqueues a on
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import inspect
 import json
@@ -305,20 +306,30 @@ def _positional_names(
 
     Binding also fails the call at enqueue, not in the worker, when it could never bind.
     """
-    signature = options.signature(task.func)
     try:
-        signature.bind(*args, **kwargs)
+        return list(_names_of_shape(task.func, len(args), frozenset(kwargs)))
     except TypeError as exc:
         raise TypeError(f"{task.name}(): {exc}") from None
+
+
+@functools.lru_cache(maxsize=4096)
+def _names_of_shape(
+    func: Callable[..., Any], count: int, keywords: frozenset[str]
+) -> tuple[str, ...]:
+    """``_positional_names`` for calls of this shape: whether a call binds depends only on how
+    many positional arguments it has and which keywords, so a bulk enqueue of many calls of one
+    shape binds once (binding each call cost about a fifth of enqueue_many's time in Python)."""
+    signature = options.signature(func)
+    signature.bind(*[None] * count, **dict.fromkeys(keywords))
     names: list[str] = []
     for name, parameter in signature.parameters.items():
         if parameter.kind is inspect.Parameter.VAR_POSITIONAL:
-            names.extend(f"{name}[{i}]" for i in range(len(args) - len(names)))
+            names.extend(f"{name}[{i}]" for i in range(count - len(names)))
         elif parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
             names.append(name)
-        if len(names) >= len(args):
+        if len(names) >= count:
             break
-    return names[: len(args)]
+    return tuple(names[:count])
 
 
 def _name_of(func: Callable[..., Any]) -> str:
