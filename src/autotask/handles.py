@@ -131,15 +131,12 @@ def wait_time(deadline: float | None, still: Callable[[], str]) -> float:
     """Seconds to wait for the next notification: the poll interval, cut by the deadline (past
     it, TimeoutError saying what is ``still`` unfinished)."""
     poll = conf.get().poll_interval
-    if deadline is None:
-        return poll
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise TimeoutError(still())
-    return min(poll, remaining)
+    remaining = _time_left(deadline, still)
+    return poll if remaining is None else min(poll, remaining)
 
 
 def _time_left(deadline: float | None, still: Callable[[], str]) -> float | None:
+    """Seconds until ``deadline`` (None: no deadline); past it, TimeoutError."""
     if deadline is None:
         return None
     remaining = deadline - time.monotonic()

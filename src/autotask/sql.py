@@ -284,10 +284,6 @@ SELECT pg_notify('autotask_cancel', id::text) FROM autotask_task
 WHERE id = %s AND status = 'running'
 """
 
-# Retry by hand (the admin, the monitor): a failed or cancelled run waits again, with a fresh
-# set of attempts; its errors so far are kept.
-# Both wake the workers of the runs' queues, as an insert's trigger does (PostgreSQL sends one
-# notification per distinct queue).
 # A run someone waits on (a handle's updates(), the monitor's run page): the status trigger
 # NOTIFYs its changes from now on (migration 0013); never cleared, since the rows are few.
 # Already watched rows are not written again (nor locked). The mark holds the row's lock for a
@@ -303,6 +299,10 @@ SELECT pg_notify('autotask', q.queue)
 FROM (SELECT DISTINCT queue FROM marked WHERE status = 'waiting') AS q
 """
 
+# Retry by hand (the admin, the monitor): a failed or cancelled run waits again, with a fresh
+# set of attempts; its errors so far are kept.
+# Both wake the workers of the runs' queues, as an insert's trigger does (PostgreSQL sends one
+# notification per distinct queue).
 RUN_SET_WAITING_IF_FAILED_MANY = """
 WITH retried AS (
     UPDATE autotask_task AS t
@@ -470,12 +470,13 @@ WHERE t.id = assigned.id
 # drain of 774 jobs/s instead of 2,400. Not for the limited claim: it needs sorts of its own
 # (its window functions), and with sorts disabled it was planned as nested loops taking 1.3 s
 # (it keeps the risk: see the README).
-# synchronous_commit: the claim's commit returns without waiting for its WAL to reach disk. No
-# guarantee is lost: a claim lost in a PostgreSQL crash puts its runs back to waiting, so they
-# run again (at-least-once allows it, as after a lost worker), and no finish can outlive its
-# claim, since a finish is durable and flushing its commit flushes the WAL before it, the
-# claim's included. Enqueues and finishes stay durable. Measured, 10,000 no-ops, 4-5
-# interleaved rounds: async 4,198 -> 4,383 jobs/s (medians), sync 2,644 -> 2,910.
+# synchronous_commit: the claim's commit returns without waiting for its WAL to reach disk. A
+# claim lost in a PostgreSQL crash (not a restart) leaves its runs waiting, so they run again,
+# which at-least-once allows, maybe while their first execution still goes on (README,
+# Reliability); no finish can outlive its claim, since a finish is durable and flushing its
+# commit flushes the WAL before it, the claim's included. Enqueues and finishes stay durable.
+# Measured, 10,000 no-ops, 4-5 interleaved rounds: async 4,198 -> 4,383 jobs/s (medians), sync
+# 2,644 -> 2,910.
 RUN_CLAIM_SETTINGS = "SET LOCAL enable_sort = off; SET LOCAL synchronous_commit = off"
 # The claim of a process none of whose tasks has a limit (registry.has_limits()): the same
 # without the limits' part, which costs the statement about 40 % even when no run has a limit

@@ -3,9 +3,9 @@
 Outcomes that arrive while a write is in flight go out together in the next one (group commit:
 one statement, one commit for the lot), whatever mix of DONE, ERROR and retries they are. Each
 write names the state it leaves (running, on this worker), so a run rescued from this worker is
-never overwritten by it. Connection trouble is retried until the
-runtime stops: a finish is never given up while the database may come back. A batch PostgreSQL
-refuses for its data is split until the culprit stands alone and ends in ERROR.
+never overwritten by it. Connection trouble is retried until the runtime stops: a finish is
+never given up while the database may come back. A batch PostgreSQL refuses for its data is
+split until the culprit stands alone and ends in ERROR.
 """
 
 from __future__ import annotations
