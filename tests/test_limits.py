@@ -288,7 +288,7 @@ def test_the_plain_claim_leaves_limited_runs_alone() -> None:
     assert "autotask_slot" not in sql.RUN_CLAIM_MANY_ANY_QUEUE
     limited = two_at_a_time("r", 0).id
     plain = add(1, 2).id
-    params = {"limit": 10, "start": 10, "skip": [], "worker_id": WORKER, "queues": None}
+    params = {"limit": 10, "worker_id": WORKER, "queues": None}
     with connection.cursor() as cursor:
         cursor.execute(sql.RUN_CLAIM_MANY_ANY_QUEUE, params)
         assert [row[0] for row in cursor.fetchall()] == [plain]

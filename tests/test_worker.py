@@ -436,7 +436,7 @@ def test_the_plain_claim_walks_its_index_when_statistics_see_no_waiting_runs(
         cursor.execute(_BACKLOG, ["waiting"])
     settings = sql.RUN_CLAIM_SETTINGS
     explain = f"EXPLAIN {claim_statement(any_queue=True, limited=False)}"
-    params = {"limit": 10, "start": 10, "skip": [], "worker_id": uuid.uuid4(), "queues": None}
+    params = {"limit": 10, "worker_id": uuid.uuid4(), "queues": None}
     plain = _on_a_pool(lambda pool: pool.fetchall(explain, params))
     planned = _on_a_pool(lambda pool: pool.fetchall_under(settings, explain, params))
     assert "Sort" in "\n".join(row[0] for row in plain)  # the statistics mislead the planner

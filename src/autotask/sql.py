@@ -485,20 +485,13 @@ RUN_CLAIM_SETTINGS = "SET LOCAL enable_sort = off; SET LOCAL synchronous_commit 
 # limit: a deploy in progress); a worker switches to the limited claim for good once limits
 # are in use in the database (sql.SLOT_EXISTS), so such runs are never stranded.
 _RUN_CLAIM_MANY_PLAIN = """
-WITH locked AS MATERIALIZED (
-    SELECT id, error IS NOT NULL AS tried FROM autotask_task
+WITH claimed AS MATERIALIZED (
+    SELECT id FROM autotask_task
     WHERE status = 'waiting' AND run_at <= statement_timestamp(){queue_filter}
       AND {not_paused} AND concurrency_key IS NULL AND rate_key IS NULL
-      AND NOT (id = ANY(%(skip)s::bigint[]))
     ORDER BY priority DESC, run_at, id
     LIMIT %(limit)s
     FOR NO KEY UPDATE SKIP LOCKED
-),
-ranked AS (
-    SELECT id, tried, row_number() OVER () > %(start)s AS held FROM locked
-),
-claimed AS (
-    SELECT id, held FROM ranked WHERE NOT (held AND tried)
 )
 UPDATE autotask_task AS t
 {claim}
@@ -506,23 +499,6 @@ FROM claimed
 WHERE t.id = claimed.id
 {claimed}
 """
-# Claiming ahead (runtime/worker.py): of the plain claim's rows, those past the first
-# %(start)s are *held*: claimed for slots that are not free yet. (A CTE is read back in the
-# order it was written, here the claim index's: the held are the last in it, and no sort is
-# planned for it.) A run that has an error (it failed before, or was put back from a lost worker
-# that held it, maybe after starting it there) is never held: it starts at its claim, which
-# counts its attempt, so a run that kills its process cannot go round uncounted; such a row
-# past %(start)s is left waiting. %(skip)s: runs this worker is giving back, not to be taken
-# again by it before it knows they went. A held row is 'running' on its
-# worker but shows no start: started_at NULL, its attempt not counted, its worker not in
-# worker_ids; the finish writes those (RUN_SET_STATUS_IF_RUNNING_MANY). So a held run that goes
-# back to waiting (given back, put back at shutdown, rescued from a lost worker) has cost no
-# attempt, and one cancelled before it started ends without one.
-_RUN_CLAIM_HOLDING_SET = """SET status = 'running',
-    attempts = t.attempts + (NOT claimed.held)::int, worker_id = %(worker_id)s,
-    worker_ids = CASE WHEN claimed.held THEN t.worker_ids
-                      ELSE t.worker_ids || to_jsonb(%(worker_id)s::text) END,
-    started_at = CASE WHEN claimed.held THEN NULL ELSE now() END, finished_at = NULL"""
 _RUN_CLAIM_SET = """SET status = 'running', attempts = t.attempts + 1, worker_id = %(worker_id)s,
     worker_ids = t.worker_ids || to_jsonb(%(worker_id)s::text),
     started_at = now(), finished_at = NULL"""
@@ -531,13 +507,11 @@ _RUN_CLAIM_RETURNING = """RETURNING t.id, t.name, t.args::text, t.kwargs::text, 
 _ANY_QUEUE = ""
 _IN_QUEUES = " AND queue = ANY(%(queues)s)"
 RUN_CLAIM_MANY_ANY_QUEUE = _RUN_CLAIM_MANY_PLAIN.format(
-    queue_filter=_ANY_QUEUE, claim=_RUN_CLAIM_HOLDING_SET,
-    claimed=_RUN_CLAIM_RETURNING + ", claimed.held",
+    queue_filter=_ANY_QUEUE, claim=_RUN_CLAIM_SET, claimed=_RUN_CLAIM_RETURNING,
     not_paused=_NOT_PAUSED,
 )  # fmt: skip
 RUN_CLAIM_MANY_IN_QUEUES = _RUN_CLAIM_MANY_PLAIN.format(
-    queue_filter=_IN_QUEUES, claim=_RUN_CLAIM_HOLDING_SET,
-    claimed=_RUN_CLAIM_RETURNING + ", claimed.held",
+    queue_filter=_IN_QUEUES, claim=_RUN_CLAIM_SET, claimed=_RUN_CLAIM_RETURNING,
     not_paused=_NOT_PAUSED,
 )  # fmt: skip
 RUN_CLAIM_MANY_LIMITED_ANY_QUEUE = _RUN_CLAIM_MANY.format(
@@ -601,22 +575,15 @@ RUN_SECONDS_UNTIL_DUE_LIMITED_IN_QUEUES = _RUN_SECONDS_UNTIL_DUE.format(
 # 'waiting' (a retry) keeps the error as the last one seen and is due again after ``delay``.
 # Every error is also appended to ``errors``, one per failed attempt; a 'done' run keeps those
 # of earlier attempts. A postponed run waits again without the attempt counting against it.
-# A run that was held (claimed ahead, see _RUN_CLAIM_HOLDING_SET) and started gets its start
-# written here: ``o.ago`` seconds before now (measured on the runtime's monotonic clock, so no
-# clock skew between hosts shows), its attempt counted, its worker added to worker_ids.
 # Returns the ids that were still ours.
 RUN_SET_STATUS_IF_RUNNING_MANY = """
 UPDATE autotask_task AS t
 SET status = o.status,
-    started_at = COALESCE(t.started_at, now() - o.ago * interval '1 second'),
-    worker_ids = CASE WHEN t.started_at IS NULL AND o.ago IS NOT NULL
-                      THEN t.worker_ids || to_jsonb(t.worker_id::text) ELSE t.worker_ids END,
     result = o.result::jsonb,
     error = COALESCE(o.error::jsonb, t.error),
     errors = CASE WHEN o.error IS NULL THEN t.errors
                   ELSE t.errors || jsonb_build_array(o.error::jsonb) END,
-    attempts = t.attempts + (t.started_at IS NULL AND o.ago IS NOT NULL)::int
-               - o.postponed::int,
+    attempts = t.attempts - o.postponed::int,
     postpones = t.postpones + o.postponed::int,
     finished_at = CASE WHEN o.status = 'waiting' THEN t.finished_at ELSE now() END,
     expires_at = CASE WHEN o.status = 'waiting' THEN t.expires_at
@@ -626,20 +593,18 @@ SET status = o.status,
                   ELSE t.run_at END,
     worker_id = CASE WHEN o.status = 'waiting' THEN NULL ELSE t.worker_id END
 FROM unnest(%(ids)s::bigint[], %(statuses)s::text[], %(results)s::text[], %(errors)s::text[],
-            %(ttls)s::float8[], %(delays)s::float8[], %(postponed)s::bool[],
-            %(agos)s::float8[])
-     AS o(id, status, result, error, ttl, delay, postponed, ago)
+            %(ttls)s::float8[], %(delays)s::float8[], %(postponed)s::bool[])
+     AS o(id, status, result, error, ttl, delay, postponed)
 WHERE t.id = o.id AND t.status = 'running' AND t.worker_id = %(worker_id)s
 RETURNING t.id
 """
 
 # Shutdown: the worker's unfinished runs go back to waiting; the interrupted attempt is not
-# counted (a held run's never was: started_at NULL). By worker rather than by id, so a run
-# claimed in the last instant is not missed.
-_UNCOUNTED = "CASE WHEN started_at IS NULL THEN attempts ELSE greatest(attempts - 1, 0) END"
-RUN_SET_WAITING_IF_RUNNING_ON_WORKER = f"""
+# counted. By worker rather than by id, so a run claimed in the last instant is not missed.
+RUN_SET_WAITING_IF_RUNNING_ON_WORKER = """
 UPDATE autotask_task
-SET status = 'waiting', attempts = {_UNCOUNTED}, worker_id = NULL, started_at = NULL
+SET status = 'waiting', attempts = greatest(attempts - 1, 0), worker_id = NULL,
+    started_at = NULL
 WHERE status = 'running' AND worker_id = %s
 """
 
@@ -668,37 +633,6 @@ WHERE t.status = 'running'
   AND t.started_at < now() - %(timeout)s * interval '1 second'
   AND NOT EXISTS (SELECT 1 FROM autotask_worker AS w WHERE w.id = t.worker_id)
 RETURNING t.id, t.status
-"""
-
-# Held runs (claimed ahead; their rows show no start) whose worker has no row any more wait
-# again without an attempt spent: a run that never ran is not failed for a crash. The worker
-# may have started one all the same (its start is written at its finish), so each gets a
-# WorkerLost error as its last one, which keeps it from being held again (see
-# _RUN_CLAIM_MANY_PLAIN): a run that kills its process is counted at its next crash. With no
-# start to age them by, the rescuer sends only the ids it has seen held by gone workers for a
-# whole timeout (RUN_SELECT_HELD_BY_GONE_WORKER), as it spares started runs that are younger.
-_HELD_BY_GONE_WORKER = """t.status = 'running' AND t.started_at IS NULL
-  AND NOT EXISTS (SELECT 1 FROM autotask_worker AS w WHERE w.id = t.worker_id)"""
-RUN_SELECT_HELD_BY_GONE_WORKER = f"SELECT t.id FROM autotask_task AS t WHERE {_HELD_BY_GONE_WORKER}"
-RUN_SET_WAITING_IF_HELD_BY_GONE_WORKER_MANY = f"""
-UPDATE autotask_task AS t
-SET status = 'waiting', worker_id = NULL,
-    error = jsonb_build_object(
-        'type', 'autotask.exceptions.WorkerLost',
-        'message', 'the worker that had claimed it ahead (' || t.worker_id::text
-                   || ') was lost, maybe after starting it; that attempt is not counted',
-        'traceback', '')
-WHERE t.id = ANY(%s) AND {_HELD_BY_GONE_WORKER}
-RETURNING t.id
-"""
-
-# Held runs a worker gives back (they waited too long for a slot, or it is stopping): waiting
-# again as they were, for any worker. Only rows it still holds: one ended meanwhile (cancelled
-# while held) or rescued is left as it is, so a give-back sent again is harmless.
-RUN_SET_WAITING_IF_HELD_MANY = """
-UPDATE autotask_task SET status = 'waiting', worker_id = NULL
-WHERE id = ANY(%s) AND status = 'running' AND worker_id = %s AND started_at IS NULL
-RETURNING id
 """
 
 # A finished run that a run still waiting for others depends on is kept, whatever its ttl:
@@ -739,9 +673,10 @@ WHERE id IN (
 # After a claim whose answer was lost (the connection died under it), the claim may still have
 # committed: this worker's running runs that its executor does not hold go back to waiting,
 # their attempt not counted, instead of staying 'running' under a live worker for ever.
-RUN_SET_WAITING_IF_RUNNING_ON_WORKER_EXCEPT = f"""
+RUN_SET_WAITING_IF_RUNNING_ON_WORKER_EXCEPT = """
 UPDATE autotask_task
-SET status = 'waiting', attempts = {_UNCOUNTED}, worker_id = NULL, started_at = NULL
+SET status = 'waiting', attempts = greatest(attempts - 1, 0), worker_id = NULL,
+    started_at = NULL
 WHERE status = 'running' AND worker_id = %s AND NOT (id = ANY(%s::bigint[]))
 """
 

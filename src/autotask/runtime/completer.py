@@ -135,10 +135,10 @@ class Completer:
 
         Only connection trouble is retried: an error about the data would fail every time.
         """
+        params = runs.write_params(outcomes, self._worker_id)
         what = [o.run_id for o in outcomes]
         loop = asyncio.get_running_loop()
         for attempt in itertools.count(1):
-            params = runs.write_params(outcomes, self._worker_id)  # a held run's start: as of now
             try:
                 rows = await self._pool.fetchall(sql.RUN_SET_STATUS_IF_RUNNING_MANY, params)
                 return {row[0] for row in rows}

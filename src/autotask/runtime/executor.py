@@ -13,12 +13,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
-import dataclasses
 import json
 import logging
 import queue
 import threading
-import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -40,10 +38,6 @@ logger = logging.getLogger("autotask")
 
 # How long cancelled async tasks get to end at shutdown before they are left behind.
 _CANCEL_GRACE = 1.0
-
-# A run whose function returned within this many seconds is short: the worker claims ahead of
-# free slots only while the last ``concurrency`` runs were short and none in a slot is older.
-AHEAD_SHORT = 0.02
 
 if TYPE_CHECKING:
     from ..tasks import Task
@@ -82,16 +76,13 @@ class Executor:
         self._unregistered_grace = unregistered_grace
         self._hurry = asyncio.Event()  # a second shutdown signal: cancel now
         self._running: dict[int, asyncio.Task[None]] = {}  # until its outcome is written
-        # Holding a slot (the function runs), with when it started (time.monotonic()).
-        self._busy: dict[asyncio.Task[None], float] = {}
-        self._short_streak = 0  # runs in a row whose function returned within AHEAD_SHORT
+        self._busy: set[asyncio.Task[None]] = set()  # holding a slot: the function runs
         self._contexts: dict[int, RunContext] = {}
         self._cancel_requested: set[int] = set()
         self._overrunning: dict[int, asyncio.Future[Any]] = {}  # sync threads past a timeout
         self._threads: DaemonThreadPool | None = None
         self._signal_threads: DaemonThreadPool | None = None
         self._slot_freed: list[Callable[[], None]] = []
-        self._ending: dict[int, asyncio.Task[None]] = {}  # held runs cancelled: their writes
         self._left_behind = False
 
     @property
@@ -104,17 +95,7 @@ class Executor:
 
     @property
     def running_ids(self) -> list[int]:
-        """Runs this executor answers for: running, or their outcome not written yet."""
-        return [*self._running, *self._ending]
-
-    @property
-    def runs_are_short(self) -> bool:
-        """Whether the last ``concurrency`` runs took less than AHEAD_SHORT each, and every run
-        in a slot started less than that ago: the evidence on which the worker claims ahead."""
-        if self._short_streak < self._concurrency:
-            return False
-        since = time.monotonic() - AHEAD_SHORT
-        return all(started >= since for started in self._busy.values())
+        return list(self._running)
 
     def on_slot_freed(self, callback: Callable[[], None]) -> Callable[[], None]:
         self._slot_freed.append(callback)
@@ -152,8 +133,6 @@ class Executor:
                     len(stuck),
                     ", ".join(sorted(t.get_name() for t in stuck)),
                 )
-        if self._ending:  # held runs cancelled: handed to the completer at once
-            await asyncio.wait(self._ending.values(), timeout=_CANCEL_GRACE)
         for pool in (self._threads, self._signal_threads):
             if pool is not None:
                 pool.shutdown(wait=False)
@@ -184,25 +163,11 @@ class Executor:
         their runs are still put back to waiting."""
         self._hurry.set()
 
-    def forget_short_runs(self) -> None:
-        """A run claimed ahead waited too long for a slot: the evidence was wrong (long runs,
-        or outcomes slow to be written); claim ahead again only once it is new."""
-        self._short_streak = 0
-
     def submit(self, run: ClaimedRun) -> None:
-        started = time.monotonic()
-        run_task = asyncio.create_task(self._run(run, started), name=f"autotask run {run.id}")
+        run_task = asyncio.create_task(self._run(run), name=f"autotask run {run.id}")
         self._running[run.id] = run_task
-        self._busy[run_task] = started
+        self._busy.add(run_task)
         run_task.add_done_callback(lambda _: self._release(run.id, run_task))
-
-    def cancel_held(self, run: ClaimedRun) -> None:
-        """A run held ahead (never started) whose cancel was asked for: it ends CANCELLED
-        without running, its attempt not counted."""
-        outcome = runs.cancelled(run, registry.get(run.name))
-        ending = asyncio.create_task(self._completer.finish(outcome), name="autotask cancel")
-        self._ending[run.id] = ending
-        ending.add_done_callback(lambda _: self._ending.pop(run.id, None))
 
     def cancel(self, run_id: int | None) -> None:
         """A cancel was asked for this run (through NOTIFY): an async task is cancelled, a sync
@@ -218,10 +183,8 @@ class Executor:
             self._running[run_id].cancel()
 
     def _free_slot(self, run_task: asyncio.Task[None]) -> None:
-        started = self._busy.pop(run_task, None)
-        if started is not None:
-            short = time.monotonic() - started < AHEAD_SHORT
-            self._short_streak = self._short_streak + 1 if short else 0
+        if run_task in self._busy:
+            self._busy.discard(run_task)
             for callback in list(self._slot_freed):
                 callback()
 
@@ -240,10 +203,8 @@ class Executor:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._signal_threads, _send_in_thread, signal, task, kwargs)
 
-    async def _run(self, run: ClaimedRun, started: float) -> None:
+    async def _run(self, run: ClaimedRun) -> None:
         outcome = await self._outcome(run)
-        if run.held:  # its row shows no start: the finish writes it
-            outcome = dataclasses.replace(outcome, started=started)
         if self._left_behind:  # it outlived shutdown; its run went back to waiting
             return
         overrunning = self._overrunning.pop(run.id, None)

@@ -15,16 +15,11 @@ Three guards keep it from taking runs away from workers that are alive:
 - it rescues nothing while its own heartbeat is stale (it is the one cut off, then);
 - it rescues only runs started longer ago than the timeout, so a worker taken for lost that
   claims before it has rejoined does not lose what it just started.
-
-Runs a lost worker had claimed ahead (held: their rows show no start) wait again with no
-attempt spent, so a crash under a backlog fails no run that did not run; with no start to age
-them by, only once this leader has seen them so for a whole timeout.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 
 from .. import registry, sql
@@ -45,18 +40,6 @@ class Rescuer(Periodic):
         self._timeout = timeout
         self._interval = interval
         self.first_pause = timeout
-        self._held_seen: dict[int, float] = {}  # held runs of gone workers: when first seen
-
-    async def _put_back_held(self) -> int:
-        """Held runs of gone workers seen so for a whole timeout go back to waiting."""
-        now = time.monotonic()
-        held = [row[0] for row in await self._pool.fetchall(sql.RUN_SELECT_HELD_BY_GONE_WORKER, [])]
-        self._held_seen = {run_id: self._held_seen.get(run_id, now) for run_id in held}
-        due = [run_id for run_id, seen in self._held_seen.items() if now - seen >= self._timeout]
-        if not due:
-            return 0
-        statement = sql.RUN_SET_WAITING_IF_HELD_BY_GONE_WORKER_MANY
-        return len(await self._pool.fetchall(statement, [due]))
 
     async def step(self) -> float:
         row = await self._pool.fetchone(sql.WORKER_HEARTBEAT_AGE, [self._worker_id])
@@ -83,13 +66,6 @@ class Rescuer(Periodic):
                 "ttl": DEFAULT_TTL,
             },
         )
-        held = await self._put_back_held()
-        if held:
-            logger.warning(
-                "autotask: %d run(s) that lost workers had claimed ahead are waiting again, "
-                "no attempt spent",
-                held,
-            )
         if rescued:
             again = sum(1 for _, status in rescued if status == "waiting")
             logger.warning(

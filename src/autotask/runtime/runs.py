@@ -8,7 +8,6 @@ happens here, in one place, so every way a run can end is visible side by side.
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,9 +47,6 @@ class ClaimedRun:
     max_attempts: int
     postpones: int
     age: float  # seconds since it was enqueued
-    # Claimed ahead of a free slot: its row shows no start (sql._RUN_CLAIM_HOLDING_SET) until
-    # its finish writes one. ``attempts`` counts the attempt once the worker starts it.
-    held: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,13 +60,10 @@ class Outcome:
     error: str | None = None  # TaskError JSON, for ERROR and for a retry
     delay: float = 0.0  # seconds until it is due again, when WAITING
     postponed: bool = False  # WAITING without the attempt counting against it
-    started: float | None = None  # a held run's start (time.monotonic()), for its row
 
 
 def write_params(outcomes: Sequence[Outcome], worker_id: uuid.UUID) -> dict[str, Any]:
-    """The parameters of ``sql.RUN_SET_STATUS_IF_RUNNING_MANY`` for these outcomes, as of now
-    (a held run's start is sent as seconds ago)."""
-    now = time.monotonic()
+    """The parameters of ``sql.RUN_SET_STATUS_IF_RUNNING_MANY`` for these outcomes."""
     return {
         "ids": [o.run_id for o in outcomes],
         "statuses": [str(o.status) for o in outcomes],
@@ -79,7 +72,6 @@ def write_params(outcomes: Sequence[Outcome], worker_id: uuid.UUID) -> dict[str,
         "ttls": [o.ttl for o in outcomes],
         "delays": [o.delay for o in outcomes],
         "postponed": [o.postponed for o in outcomes],
-        "agos": [None if o.started is None else now - o.started for o in outcomes],
         "worker_id": worker_id,
     }
 
@@ -164,9 +156,9 @@ def unregistered(run: ClaimedRun, grace: float) -> Outcome:
     return Outcome(run_id=run.id, status=WAITING, ttl=DEFAULT_TTL, delay=wait, postponed=True)
 
 
-def cancelled(run: ClaimedRun, task: Task[..., Any] | None) -> Outcome:
-    """A cancel was asked for while it ran, and it has stopped (or while it was held)."""
-    return Outcome(run_id=run.id, status=CANCELLED, ttl=_ttl(task))
+def cancelled(run: ClaimedRun, task: Task[..., Any]) -> Outcome:
+    """A cancel was asked for while it ran, and it has stopped."""
+    return Outcome(run_id=run.id, status=CANCELLED, ttl=task.ttl)
 
 
 def refused(outcome: Outcome, reason: BaseException) -> Outcome:
@@ -174,6 +166,4 @@ def refused(outcome: Outcome, reason: BaseException) -> Outcome:
     what = "result" if outcome.status == DONE else "error"
     exc = ResultNotStored(f"PostgreSQL refused the {what}: {reason}")
     error = TaskError.from_exception(exc).to_json()
-    return Outcome(
-        run_id=outcome.run_id, status=ERROR, error=error, ttl=outcome.ttl, started=outcome.started
-    )
+    return Outcome(run_id=outcome.run_id, status=ERROR, error=error, ttl=outcome.ttl)
