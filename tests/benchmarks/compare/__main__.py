@@ -180,7 +180,7 @@ def how_text(systems: list[str], workloads: list[str]) -> str:
     lines.append(
         "  all: drains time from just before the consumer starts until a poll of the system's "
         "table (from outside the system: every 10 to 100 ms, less often while much is left, "
-        "so the end is seen within 10 ms) finds no unfinished job; a latency is "
+        "so the end is seen within about 10 ms) finds no unfinished job; a latency is "
         "the job function's perf_counter() minus the one just before the enqueue call, in one "
         "process, each probe enqueued once the one before has started; latency_busy runs one "
         "CPU-spinning process per core beside it"

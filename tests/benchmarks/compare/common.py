@@ -264,7 +264,7 @@ def wait_drained(count: Callable[[], int], until: float) -> int:
     """Poll until ``count()`` (the unfinished jobs) is 0 or it is ``until``; what is left.
 
     The next look comes after half the time the rate so far says is left (between POLL and
-    LONGEST_POLL), so the end is still seen within POLL."""
+    LONGEST_POLL): while the rate holds within a factor of two, the end is seen within POLL."""
     began, first = time.perf_counter(), None
     while True:
         left = count()
