@@ -67,6 +67,15 @@ def test_insert_trigger_notifies_once_per_distinct_queue_per_statement() -> None
     assert payloads == ["a", "b"]
 
 
+def _unique_indexes() -> dict[str, str]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'autotask_task'"
+            " AND indexdef LIKE 'CREATE UNIQUE%%' AND indexname <> 'autotask_task_pkey'"
+        )
+        return dict(cursor.fetchall())
+
+
 @pytest.mark.django_db
 def test_the_task_table_has_no_pattern_index_and_keeps_one_tick_per_schedule_key() -> None:
     """Every index costs each insert, claim and finish a write; no query uses LIKE."""
@@ -78,12 +87,36 @@ def test_the_task_table_has_no_pattern_index_and_keeps_one_tick_per_schedule_key
         insert = (
             "INSERT INTO autotask_task (name, queue, args, kwargs, priority, max_attempts,"
             " run_at, status, schedule_key) VALUES ('t', 'default', '[]', '{}', 0, 1, now(),"
-            " 'waiting', 'tick-1') ON CONFLICT (schedule_key) DO NOTHING RETURNING id"
+            " 'waiting', 'tick-1') ON CONFLICT (schedule_key) WHERE schedule_key IS NOT NULL"
+            " DO NOTHING RETURNING id"
         )
         cursor.execute(insert)
         assert cursor.fetchone() is not None
         cursor.execute(insert)
         assert cursor.fetchone() is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_unique_indexes_leave_out_runs_without_a_key_and_migrate_both_ways() -> None:
+    """0014: a run without a unique_key or schedule_key writes no entry into either index."""
+    after = _unique_indexes()
+    assert set(after) == {"autotask_task_unique_pending", "autotask_task_schedule_key_key"}
+    assert "WHERE (schedule_key IS NOT NULL)" in after["autotask_task_schedule_key_key"]
+    assert "AND (unique_key IS NOT NULL)" in after["autotask_task_unique_pending"]
+    call_command("migrate", "autotask", "0013", verbosity=0)
+    try:
+        before = _unique_indexes()
+        assert set(before) == set(after)
+        assert "WHERE" not in before["autotask_task_schedule_key_key"]
+        assert "IS NOT NULL" not in before["autotask_task_unique_pending"]
+        with connection.cursor() as cursor:  # a table constraint again, as 0011 left it
+            cursor.execute(
+                "SELECT contype FROM pg_constraint WHERE conname = 'autotask_task_schedule_key_key'"
+            )
+            assert cursor.fetchone() == ("u",)
+    finally:
+        call_command("migrate", "autotask", verbosity=0)
+    assert _unique_indexes() == after
 
 
 def _status_notifications(statements: list[str]) -> list[str]:

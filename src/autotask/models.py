@@ -167,15 +167,22 @@ class TaskRun(models.Model):
                 condition=models.Q(status__in=[str(s) for s in Status]),
                 name="autotask_task_status_valid",
             ),
+            # Both unique indexes leave out the runs without a key (most runs): each row version
+            # of those would write an entry for nothing (0014). The ON CONFLICT clauses name the
+            # same predicates (sql._RUN_UNIQUE, sql.SCHEDULE_TICK).
             models.UniqueConstraint(
                 "unique_key",
                 name="autotask_task_unique_pending",
-                condition=models.Q(status__in=["waiting", "running"]),
+                condition=models.Q(status__in=["waiting", "running"], unique_key__isnull=False),
             ),
             # A tick is enqueued once (ON CONFLICT (schedule_key)). A constraint rather than
             # unique=True, which would add a second, varchar_pattern_ops index that no query
             # uses and that every insert and status change of a run would write to.
-            models.UniqueConstraint(fields=["schedule_key"], name="autotask_task_schedule_key_key"),
+            models.UniqueConstraint(
+                fields=["schedule_key"],
+                name="autotask_task_schedule_key_key",
+                condition=models.Q(schedule_key__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:

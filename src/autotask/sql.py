@@ -17,8 +17,9 @@ RUN_COLUMNS = (
 # A run with a unique_key that a waiting or running run already has is not inserted: the
 # statement returns that run instead, in the same statement (the partial unique index decides,
 # so two callers at once cannot both insert). The no-op update is what makes it RETURN the row.
+# The WHERE names the index's predicate (it leaves out runs without a key: migration 0014).
 _RUN_UNIQUE = """
-ON CONFLICT (unique_key) WHERE status IN ('waiting', 'running')
+ON CONFLICT (unique_key) WHERE status IN ('waiting', 'running') AND unique_key IS NOT NULL
 DO UPDATE SET unique_key = EXCLUDED.unique_key
 """
 
@@ -904,7 +905,7 @@ WHERE NOT EXISTS (
     SELECT 1 FROM autotask_task AS w
     WHERE w.name = advanced.name AND w.status = 'waiting' AND w.schedule_key IS NOT NULL
 )
-ON CONFLICT (schedule_key) DO NOTHING
+ON CONFLICT (schedule_key) WHERE schedule_key IS NOT NULL DO NOTHING
 RETURNING id
 """
 
