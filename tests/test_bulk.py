@@ -19,7 +19,7 @@ from autotask.models import LimitSlot, TaskRun
 from autotask.runtime.database import listener_kwargs
 from autotask.testing import run_pending
 from tests.app.models import Execution
-from tests.app.tasks import add, async_add, echo, noop, record, unique_add
+from tests.app.tasks import add, async_add, echo, fail_twice, noop, record, unique_add
 from tests.limited.tasks import one_per_account
 
 pytestmark = pytest.mark.django_db
@@ -55,6 +55,44 @@ def test_a_handle_is_the_same_as_the_row_read_back() -> None:
     [delayed] = noop.using(delay=60).enqueue_many([()])
     assert plain.refresh() == plain  # nothing the insert returned differs from the row
     assert (delayed.refresh().run_at - delayed.enqueued_at) == timedelta(seconds=60)
+
+
+_MIXED = [
+    echo.using(priority=9).s("first"),
+    echo.using(run_at=LATER).s({"nested": [1, "two", None]}),
+    echo.using(delay=60).s('a quote " a backslash \\ a comma, a brace }'),
+    echo.using(queue="mail").s([]),
+    ("plain",),
+]
+
+
+def test_every_handle_of_a_batch_is_the_row_read_back() -> None:
+    """A column that varies goes as an array, one that does not as its value (and the
+    arguments as one JSON array): either way each handle is its row."""
+    handles = echo.enqueue_many(_MIXED)
+    assert [h.refresh() for h in handles] == handles
+    assert [row.args for row in TaskRun.objects.order_by("id")] == [
+        ["first"],
+        [{"nested": [1, "two", None]}],
+        ['a quote " a backslash \\ a comma, a brace }'],
+        [[]],
+        ["plain"],
+    ]
+    alike = echo.using(run_at=LATER, priority=3).enqueue_many([("x",), ("x",), ("x",)])
+    assert [h.refresh() for h in alike] == alike
+    assert {(h.run_at, h.priority) for h in alike} == {(LATER, 3)}
+    several = autotask.enqueue_many([echo.s(1), fail_twice.s("k"), noop.s()])  # max_attempts
+    assert [h.refresh() for h in several] == several
+    assert [h.max_attempts for h in several] == [1, 3, 1]
+
+
+async def test_every_handle_of_a_deferred_batch_is_the_row_read_back(worker: None) -> None:
+    later = echo.using(run_at=LATER)  # none is claimed before it is read back
+    calls = [later.s("a"), echo.using(delay=3600).s({"k": "v"}), later.using(priority=5).s([])]
+    handles = await echo.defer_many(calls)
+    assert [await h.refresh() for h in handles] == handles
+    alike = await later.defer_many([("x",), ("x",)])
+    assert [await h.refresh() for h in alike] == alike
 
 
 def test_each_call_keeps_its_own_options() -> None:

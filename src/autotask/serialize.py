@@ -141,7 +141,10 @@ def dump_call(
                 "a lone surrogate, which PostgreSQL cannot store."
             )
         _check(arg, f"argument {name!r}", f"{task_name}():")
-    return json.dumps(list(args)), json.dumps(dict(kwargs))
+    # Calls without positional or keyword arguments are common, and json.dumps costs about a
+    # microsecond even for an empty list: a fifth of a bulk enqueue's Python time per call.
+    args_json = json.dumps(list(args)) if args else "[]"
+    return args_json, json.dumps(dict(kwargs)) if kwargs else "{}"
 
 
 def dump_result(task_name: str, value: Any) -> str:

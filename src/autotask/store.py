@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from django.db import DatabaseError, connections
@@ -30,6 +30,7 @@ from .runtime.worker import claim_statement
 from .status import Status, TaskError
 
 Params = Sequence[Any] | Mapping[str, Any]
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -219,24 +220,43 @@ def _many_params(runs: Sequence[NewRun]) -> list[list[Any]]:
     return [list(column) for column in zip(*(run.many_params() for run in runs), strict=True)]
 
 
-def _plain_params(runs: Sequence[NewRun]) -> list[list[Any]]:
-    return [
-        [run.name for run in runs],
-        [run.queue for run in runs],
-        [run.args for run in runs],
-        [run.kwargs for run in runs],
-        [run.priority for run in runs],
-        [run.max_attempts for run in runs],
-        [run.run_at for run in runs],
-        [float(run.delay) for run in runs],  # one array type: a delay may be given as an int
+def _plain_params(runs: Sequence[NewRun]) -> dict[str, Any]:
+    """The parameters of ``sql.RUN_INSERT_MANY_PLAIN``: each column as its one value, or as the
+    list of its values if they differ (a JSON array for the arguments)."""
+    params: dict[str, Any] = {"count": len(runs)}
+    columns: list[tuple[str, str, list[Any]]] = [
+        ("name", "names", [run.name for run in runs]),
+        ("queue", "queues", [run.queue for run in runs]),
+        ("priority", "priorities", [run.priority for run in runs]),
+        ("max_attempts", "max_attemptses", [run.max_attempts for run in runs]),
+        ("run_at", "run_ats", [run.run_at for run in runs]),
+        # One array type: a delay may be given as an int.
+        ("delay", "delays", [float(run.delay) for run in runs]),
     ]
+    for column, many, values in columns:
+        params[column], params[many] = _one_or_all(values)
+    for column, many, texts in (
+        ("args", "argses", [run.args for run in runs]),
+        ("kwargs", "kwargses", [run.kwargs for run in runs]),
+    ):
+        one, every = _one_or_all(texts)
+        params[column], params[many] = one, None if every is None else f"[{','.join(every)}]"
+    return params
+
+
+def _one_or_all(values: list[_T]) -> tuple[_T | None, list[_T] | None]:
+    """A column's one value and None, or None and its values if they differ."""
+    first = values[0]
+    if all(value == first for value in values):
+        return first, None
+    return None, values
 
 
 def _is_plain(runs: Sequence[NewRun]) -> bool:
     return all(run.unique_key is None and not run.limited for run in runs)
 
 
-def _many_statement(runs: Sequence[NewRun]) -> tuple[str, list[list[Any]]]:
+def _many_statement(runs: Sequence[NewRun]) -> tuple[str, Params]:
     """The statement inserting ``runs`` and its parameters: the lighter one when it can do."""
     if any(run.depends_on for run in runs):
         raise ValueError("insert_runs() does not insert runs that depend on others")
@@ -266,9 +286,12 @@ def _records_in_order(runs: Sequence[NewRun], rows: list[tuple[Any, ...]]) -> li
     turn; a keyed run that met a waiting or running run with its key gets that run's record.
     """
     if _is_plain(runs):
+        ids, run_ats, enqueued_at, _ = rows[0]
+        if run_ats is None:  # every run is due from its enqueue
+            run_ats = [enqueued_at] * len(ids)
         return [
-            _new_record(run, row)
-            for run, row in zip(runs, sorted(rows, key=lambda row: row[0]), strict=True)
+            _new_record(run, run_id, run_at, enqueued_at)
+            for run, run_id, run_at in zip(runs, ids, run_ats, strict=True)
         ]
     by_key = {row[-2]: RunRecord.from_row(row) for row in rows if row[-2] is not None}
     unkeyed = iter(
@@ -280,19 +303,19 @@ def _records_in_order(runs: Sequence[NewRun], rows: list[tuple[Any, ...]]) -> li
     return [by_key[run.unique_key] if run.unique_key is not None else next(unkeyed) for run in runs]
 
 
-def _new_record(run: NewRun, row: tuple[Any, ...]) -> RunRecord:
-    """The record of a run just inserted, from what was sent and the row's ``RETURNING`` of
-    sql.RUN_INSERT_MANY_PLAIN (reading back every column would cost a third of the rate)."""
+def _new_record(run: NewRun, run_id: int, run_at: datetime, enqueued_at: datetime) -> RunRecord:
+    """The record of a run just inserted, from what was sent and what sql.RUN_INSERT_MANY_PLAIN
+    returns (reading back every column would cost a third of the rate)."""
     return RunRecord(
-        id=row[0],
+        id=run_id,
         name=run.name,
         queue=run.queue,
         status=Status.WAITING,
         priority=run.priority,
         attempts=0,
         max_attempts=run.max_attempts,
-        run_at=row[1],
-        enqueued_at=row[2],
+        run_at=run_at,
+        enqueued_at=enqueued_at,
         started_at=None,
         finished_at=None,
         result=None,
