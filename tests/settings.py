@@ -92,6 +92,9 @@ for _name in (
 # The app with a task every second, only in the processes of the test that counts its ticks.
 if os.environ.get("AUTOTASK_TEST_TICKING"):
     INSTALLED_APPS.append("tests.ticking")
+# Without the app of limited tasks, a process claims as most apps' do: the plain claim.
+if os.environ.get("AUTOTASK_TEST_NO_LIMITS"):
+    INSTALLED_APPS.remove("tests.limited")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

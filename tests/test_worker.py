@@ -11,9 +11,10 @@ from typing import Any
 import psycopg
 import psycopg.errors
 import pytest
+from django.core.management import call_command
 from django.db import connection, transaction
 
-from autotask import DONE, ERROR, RUNNING, WAITING, TaskHandle, runtime, signals, sql
+from autotask import DONE, ERROR, RUNNING, WAITING, TaskHandle, registry, runtime, signals, sql
 from autotask.models import TaskRun
 from autotask.runtime.database import Pool, is_transient
 from autotask.runtime.worker import claim_statement
@@ -36,6 +37,15 @@ from tests.app.tasks import (
 from tests.conftest import database_conninfo, wait_until
 
 pytestmark = pytest.mark.usefixtures("transactional_db")
+
+
+@pytest.fixture(autouse=True, params=["limited claim", "plain claim"])
+def claim(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each test with either claim: this test app has tasks with limits, so its processes
+    take the limited claim; most apps have none, and take the plain one (the claim function)."""
+    if request.param == "plain claim":
+        monkeypatch.setattr(registry, "has_limits", lambda: False)
+    return str(request.param)
 
 
 @pytest.mark.smoke
@@ -381,7 +391,7 @@ def test_runs_a_claim_took_before_its_answer_was_lost_are_put_back(
         claim_statement(any_queue=any_queue, limited=limited)
         for any_queue in (False, True)
         for limited in (False, True)
-    }
+    } | {sql.RUN_CLAIM_MANY_BY_FUNCTION}
 
     def losing_the_first_claim(real):
         # The plain claim goes through fetchall_under, the limited one through fetchall; which
@@ -449,6 +459,76 @@ def test_the_plain_claim_walks_its_index_when_statistics_see_no_waiting_runs(
     claimed = _on_a_pool(lambda pool: pool.fetchall_under(settings, in_queues, params))
     assert len(claimed) == 10
     assert TaskRun.objects.filter(status=RUNNING, worker_id=params["worker_id"]).count() == 10
+    # The claim function (what the worker sends) plans its statements the same way.
+    for queues in (None, ["default"]):
+        plans = _nested_plans(sql.RUN_CLAIM_MANY_BY_FUNCTION, {**params, "queues": queues})
+        [claim_plan] = [plan for plan in plans if "UPDATE autotask_task" in plan]
+        assert "Sort" not in claim_plan
+        assert "Index Scan using autotask_task_claim_" in claim_plan
+
+
+@pytest.mark.parametrize("claim", ["plain claim"], indirect=True)  # the limited one has none
+def test_a_database_without_the_claim_function_is_claimed_from_all_the_same(
+    start_worker: Callable[[], None], caplog: pytest.LogCaptureFixture, claim: str
+) -> None:
+    """New code before its migration (a deploy in progress): the claim is sent as it was."""
+    call_command("migrate", "autotask", "0014", verbosity=0)
+    try:
+        assert "autotask_claim_many" not in _function_names()
+        start_worker()
+        handle = add(2, 3).wait(15)
+        assert (handle.status, handle.result) == (DONE, 5)
+        assert "no claim function (migration 0015 is not applied)" in caplog.text
+        assert add(3, 4).wait(15).result == 7  # and goes on claiming
+    finally:
+        call_command("migrate", "autotask", verbosity=0)
+    assert "autotask_claim_many" in _function_names()
+
+
+def _function_names() -> set[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT proname FROM pg_proc WHERE proname LIKE 'autotask%%'")
+        return {row[0] for row in cursor.fetchall()}
+
+
+def _nested_plans(statement: str, params: dict[str, Any]) -> list[str]:
+    """The plans of the statements that ``statement`` runs inside functions (auto_explain, its
+    log sent to this client), in a transaction rolled back."""
+    with psycopg.connect(database_conninfo()) as conn:
+        plans: list[str] = []
+        conn.add_notice_handler(lambda notice: plans.append(notice.message_primary or ""))
+        conn.execute("LOAD 'auto_explain'")
+        conn.execute("SET auto_explain.log_min_duration = 0")
+        conn.execute("SET auto_explain.log_nested_statements = on")
+        conn.execute("SET client_min_messages = log")
+        conn.execute(statement, params).fetchall()
+        conn.rollback()
+    return plans
+
+
+def _function_source() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT prosrc FROM pg_proc WHERE proname = 'autotask_claim_many'")
+        return str(cursor.fetchone()[0])
+
+
+def _words(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_the_claim_function_runs_the_plain_claims_statements() -> None:
+    """Migration 0015 holds the claim as it was written then, and sql.py the claim a worker
+    sends where the function is missing: they must not drift apart."""
+    source = _words(_function_source())
+    for any_queue in (True, False):
+        statement = claim_statement(any_queue=any_queue, limited=False)
+        for placeholder, variable in (
+            ("%(limit)s", "p_limit"),
+            ("%(worker_id)s", "p_worker_id"),
+            ("%(queues)s", "p_queues"),
+        ):
+            statement = statement.replace(placeholder, variable)
+        assert f"RETURN QUERY {_words(statement)};" in source
 
 
 def test_the_claims_commit_is_asynchronous_for_the_claim_alone(transactional_db: None) -> None:
@@ -470,3 +550,12 @@ def test_the_claims_commit_is_asynchronous_for_the_claim_alone(transactional_db:
     assert inside[:2] == ("off", "off")
     assert after[2] == inside[2]  # the same connection, asked again
     assert after[:2] == ("on", "on")
+    # The claim function: synchronous_commit off to the end of the claim's transaction,
+    # enable_sort back as it was once it returns.
+    with psycopg.connect(database_conninfo()) as conn:
+        params = {"limit": 1, "worker_id": uuid.uuid4(), "queues": None}
+        conn.execute(sql.RUN_CLAIM_MANY_BY_FUNCTION, params).fetchall()
+        settings = "SELECT current_setting('synchronous_commit'), current_setting('enable_sort')"
+        assert conn.execute(settings).fetchone() == ("off", "on")
+        conn.commit()
+        assert conn.execute(settings).fetchone() == ("on", "on")

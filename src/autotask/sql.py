@@ -481,8 +481,10 @@ FROM assigned
 WHERE t.id = assigned.id
 {claimed}
 """
-# Settings for the plain claim, sent with it (one message, one round trip) and holding for it
-# alone (SET LOCAL, in the implicit transaction of the message).
+# Settings for the plain claim. The claim function of migration 0015 carries them itself
+# (RUN_CLAIM_MANY_BY_FUNCTION); where the database lacks it, they are sent with the statement
+# (one message, one round trip, but planned at every claim) and hold for it alone (SET LOCAL,
+# in the implicit transaction of the message).
 # enable_sort: a claim must walk its index in order and stop after LIMIT rows; when the
 # statistics see few waiting runs the planner may instead fetch every due run and sort them.
 # That happens in production, not only after a TRUNCATE: the last ANALYZE saw a table of
@@ -543,6 +545,11 @@ RUN_CLAIM_MANY_LIMITED_IN_QUEUES = _RUN_CLAIM_MANY.format(
     queue_filter=_IN_QUEUES, claim=_RUN_CLAIM_SET, claimed=_RUN_CLAIM_RETURNING,
     not_paused=_NOT_PAUSED, within_limits=_WITHIN_LIMITS,
 )  # fmt: skip
+# The plain claim through its function (migration 0015: the same statements, with the same
+# settings, planned once per session instead of at every claim). p_queues NULL: every queue.
+RUN_CLAIM_MANY_BY_FUNCTION = """
+SELECT * FROM autotask_claim_many(%(limit)s::int, %(worker_id)s::uuid, %(queues)s::text[])
+"""
 # One run by id, due or not (AUTOTASK_EAGER runs what was just enqueued, limits or not), but
 # not one still waiting for others.
 RUN_CLAIM_ONE_IF_WAITING = f"""

@@ -1,7 +1,8 @@
 """The chaos test: many short runs through 4 worker processes, while a killer SIGKILLs one every
 few seconds (and starts a replacement), PostgreSQL terminates the LISTEN connections once, and
 PostgreSQL itself restarts once. Nothing may be lost, and only runs that were running in a
-killed process may run twice.
+killed process may run twice. Half the processes have tasks with limits and take the limited
+claim, the others the plain one (the claim function), as apps without limits do.
 
 ``nox -s chaos`` runs it against a throwaway PostgreSQL it can restart; AUTOTASK_CHAOS_RUNS
 sets the size (default 100,000; CI runs 10,000). Against a server given by DATABASE_URL the
@@ -105,8 +106,11 @@ def test_nothing_is_lost_and_only_killed_runs_run_twice(tmp_path: Path) -> None:
 
     def spawn() -> subprocess.Popen[bytes]:
         log = tmp_path / f"worker-{len(logs)}.log"
+        # Every other process without the limited tasks' app, so both claims are exercised:
+        # the limited one, and the plain one most apps take (the claim function).
+        plain = {"AUTOTASK_TEST_NO_LIMITS": "1"} if len(logs) % 2 else {}
         logs.append(log)
-        return start_worker_process(log, **ENV)
+        return start_worker_process(log, **ENV, **plain)
 
     processes = [spawn() for _ in range(PROCESSES)]
     everyone = list(processes)
