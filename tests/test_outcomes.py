@@ -5,6 +5,7 @@ import itertools
 import json
 import time
 from collections.abc import Callable
+from datetime import timedelta
 
 import psycopg
 import pytest
@@ -18,8 +19,10 @@ from tests.app.models import Execution
 from tests.app.tasks import (
     add,
     awaits_what_it_cancelled,
+    fail,
     flaky_linear,
     ignores_cancel,
+    noop,
     picky,
     postponing,
     raises_huge,
@@ -176,3 +179,22 @@ def test_a_stored_error_is_json_the_admin_can_read(worker: None) -> None:
         cursor.execute("SELECT errors::text FROM autotask_task WHERE id = %s", [handle.id])
         [stored] = json.loads(cursor.fetchone()[0])
     assert set(stored) == {"type", "message", "traceback"}
+
+
+def test_a_none_result_is_json_null_and_a_failed_run_has_none_at_all(worker: None) -> None:
+    """The batched write tells a task's None (stored as JSON null) from no result (SQL NULL),
+    and keeps each outcome's error, ttl and status apart within one statement."""
+    returned_none = noop().wait(10)
+    failed = fail("boom").wait(10)
+    assert (returned_none.status, failed.status) == (DONE, ERROR)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id, result IS NULL, result = 'null'::jsonb, error IS NULL,"
+            " jsonb_array_length(errors), expires_at - finished_at"
+            " FROM autotask_task WHERE id IN (%s, %s) ORDER BY id",
+            [returned_none.id, failed.id],
+        )
+        rows = {row[0]: row[1:] for row in cursor.fetchall()}
+    assert rows[returned_none.id][:4] == (False, True, True, 0)
+    assert rows[failed.id][:4] == (True, None, False, 1)
+    assert rows[returned_none.id][4] == timedelta(seconds=noop.ttl)

@@ -604,13 +604,18 @@ RUN_SECONDS_UNTIL_DUE_LIMITED_IN_QUEUES = _RUN_SECONDS_UNTIL_DUE.format(
 # Every error is also appended to ``errors``, one per failed attempt; a 'done' run keeps those
 # of earlier attempts. A postponed run waits again without the attempt counting against it.
 # Returns the ids that were still ours.
+# The outcomes come as one JSON array of rows (runs.write_params): PostgreSQL parses it once,
+# where seven arrays cost psycopg about 65 us to dump for a batch of 10. A result and an error
+# come wrapped in a list: [value], or [] for none, so that a task's None (JSON null) and no
+# result at all (SQL NULL) stay apart: e->2->0 is NULL only for [] ('null'::jsonb -> 0 would
+# be JSON null: PostgreSQL reads a scalar as a one-element array there).
 RUN_SET_STATUS_IF_RUNNING_MANY = """
 UPDATE autotask_task AS t
 SET status = o.status,
-    result = o.result::jsonb,
-    error = COALESCE(o.error::jsonb, t.error),
+    result = o.result,
+    error = COALESCE(o.error, t.error),
     errors = CASE WHEN o.error IS NULL THEN t.errors
-                  ELSE t.errors || jsonb_build_array(o.error::jsonb) END,
+                  ELSE t.errors || jsonb_build_array(o.error) END,
     attempts = t.attempts - o.postponed::int,
     postpones = t.postpones + o.postponed::int,
     finished_at = CASE WHEN o.status = 'waiting' THEN t.finished_at ELSE now() END,
@@ -620,9 +625,9 @@ SET status = o.status,
                   THEN statement_timestamp() + o.delay * interval '1 second'
                   ELSE t.run_at END,
     worker_id = CASE WHEN o.status = 'waiting' THEN NULL ELSE t.worker_id END
-FROM unnest(%(ids)s::bigint[], %(statuses)s::text[], %(results)s::text[], %(errors)s::text[],
-            %(ttls)s::float8[], %(delays)s::float8[], %(postponed)s::bool[])
-     AS o(id, status, result, error, ttl, delay, postponed)
+FROM (SELECT (e->>0)::bigint AS id, e->>1 AS status, e->2->0 AS result, e->3->0 AS error,
+             (e->>4)::float8 AS ttl, (e->>5)::float8 AS delay, (e->>6)::bool AS postponed
+      FROM jsonb_array_elements(%(outcomes)s::jsonb) AS e) AS o
 WHERE t.id = o.id AND t.status = 'running' AND t.worker_id = %(worker_id)s
 RETURNING t.id
 """

@@ -63,17 +63,18 @@ class Outcome:
 
 
 def write_params(outcomes: Sequence[Outcome], worker_id: uuid.UUID) -> dict[str, Any]:
-    """The parameters of ``sql.RUN_SET_STATUS_IF_RUNNING_MANY`` for these outcomes."""
-    return {
-        "ids": [o.run_id for o in outcomes],
-        "statuses": [str(o.status) for o in outcomes],
-        "results": [o.result for o in outcomes],
-        "errors": [o.error for o in outcomes],
-        "ttls": [o.ttl for o in outcomes],
-        "delays": [o.delay for o in outcomes],
-        "postponed": [o.postponed for o in outcomes],
-        "worker_id": worker_id,
-    }
+    """The parameters of ``sql.RUN_SET_STATUS_IF_RUNNING_MANY`` for these outcomes: one JSON
+    array of rows, the result and the error (JSON text already) each set in as it is."""
+    rows = ",".join(
+        f'[{int(o.run_id)},"{o.status}",{_wrapped(o.result)},{_wrapped(o.error)},'
+        f"{float(o.ttl)!r},{float(o.delay)!r},{'true' if o.postponed else 'false'}]"
+        for o in outcomes
+    )
+    return {"outcomes": f"[{rows}]", "worker_id": worker_id}
+
+
+def _wrapped(json_text: str | None) -> str:
+    return "[]" if json_text is None else f"[{json_text}]"
 
 
 def _ttl(task: Task[..., Any] | None) -> float:
