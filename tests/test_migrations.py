@@ -1,10 +1,18 @@
 """The migration creates the triggers and reverses cleanly."""
 
+import importlib
+import threading
+from collections.abc import Iterator
+
+import psycopg
 import pytest
 from django.core.management import call_command
-from django.db import connection
+from django.db import IntegrityError, connection
 
 from autotask import runtime
+from tests.conftest import database_conninfo
+
+_M0014 = importlib.import_module("autotask.migrations.0014_unique_keys_skip_null")
 
 
 def _autotask_objects() -> tuple[set[str], set[str]]:
@@ -117,6 +125,88 @@ def test_the_unique_indexes_leave_out_runs_without_a_key_and_migrate_both_ways()
     finally:
         call_command("migrate", "autotask", verbosity=0)
     assert _unique_indexes() == after
+
+
+def _index_oid(name: str) -> int | None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass(%s)::oid", [name])
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_0014_run_again_after_being_cut_short_never_drops_the_last_unique_index() -> None:
+    """Cut short after dropping the old pending index (its replacement, valid, is the only
+    one left) and while building the schedule key's (a failed CONCURRENTLY build leaves an
+    invalid index behind): running it again keeps the one and rebuilds the other."""
+    after = _unique_indexes()
+    call_command("migrate", "autotask", "0013", verbosity=0)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "CREATE UNIQUE INDEX CONCURRENTLY autotask_task_unique_pending_new ON "
+                "autotask_task (unique_key) WHERE status IN ('waiting', 'running') "
+                "AND unique_key IS NOT NULL"
+            )
+            cursor.execute("DROP INDEX CONCURRENTLY autotask_task_unique_pending")
+            cursor.execute("INSERT INTO autotask_task (name, queue) VALUES ('x', 'q'), ('x', 'q')")
+            with pytest.raises(IntegrityError):
+                cursor.execute(
+                    "CREATE UNIQUE INDEX CONCURRENTLY autotask_task_schedule_key_key_new ON "
+                    "autotask_task (name)"
+                )
+        assert (
+            _M0014._index_valid(connection.cursor(), "autotask_task_schedule_key_key_new") is False
+        )
+        kept = _index_oid("autotask_task_unique_pending_new")
+        call_command("migrate", "autotask", "0014", verbosity=0)
+        assert _unique_indexes() == after
+        assert _index_oid("autotask_task_unique_pending") == kept
+        assert _index_oid("autotask_task_schedule_key_key_new") is None
+    finally:
+        call_command("migrate", "autotask", verbosity=0)
+
+
+@pytest.fixture
+def probe_table() -> Iterator[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE autotask_lock_probe (a int)")
+    yield "autotask_lock_probe"
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE autotask_lock_probe")
+
+
+def _hold_lock(table: str) -> psycopg.Connection:
+    locker = psycopg.connect(database_conninfo())
+    locker.execute(f"SELECT * FROM {table}")  # ACCESS SHARE, held until the transaction ends
+    return locker
+
+
+@pytest.mark.django_db(transaction=True)
+def test_0014_takes_the_exclusive_lock_a_little_at_a_time(
+    probe_table: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ALTER TABLE waiting for a long transaction would queue every enqueue and claim behind
+    it: 0014 waits at most its lock_timeout a time, lets the queue move, tries again."""
+    monkeypatch.setattr(_M0014, "_LOCK_TIMEOUT", "100ms")
+    monkeypatch.setattr(_M0014, "_LOCK_PAUSE", 0.05)
+    monkeypatch.setattr(_M0014, "_LOCK_ATTEMPTS", 3)
+    locker = _hold_lock(probe_table)
+    try:
+        with connection.cursor() as cursor, pytest.raises(RuntimeError, match="gave up after 3"):
+            _M0014._locked(cursor, f"ALTER TABLE {probe_table} ADD COLUMN b int")
+        # Between the tries, others got the table: a write went through.
+        with psycopg.connect(database_conninfo()) as other:
+            other.execute(f"INSERT INTO {probe_table} VALUES (1)")
+        monkeypatch.setattr(_M0014, "_LOCK_ATTEMPTS", 200)
+        threading.Timer(0.3, locker.rollback).start()
+        with connection.cursor() as cursor:
+            _M0014._locked(cursor, f"ALTER TABLE {probe_table} ADD COLUMN b int")
+            cursor.execute(f"SELECT b FROM {probe_table}")
+            assert cursor.fetchall() == [(None,)]
+            cursor.execute("SHOW lock_timeout")
+            assert cursor.fetchone() == ("0",)
+    finally:
+        locker.close()
 
 
 def _status_notifications(statements: list[str]) -> list[str]:

@@ -9,55 +9,129 @@ run.
 
 Each new index is built ``CONCURRENTLY`` under a temporary name while the old one still holds,
 so there is no moment without uniqueness; then the old one goes and the new one takes its name.
-Not in a transaction, then. The ``ON CONFLICT`` clauses of this release name the new predicates
+Not in a transaction, then, so each step looks before it acts: a run cut short anywhere
+(a timeout, a lost connection) can be run again, and never drops the only unique index left.
+The table constraint's drop takes the table's exclusive lock; it is tried for a short while at
+a time, so that it never holds the queue up behind a long transaction. The ``ON CONFLICT`` clauses of this release name the new predicates
 (``... AND unique_key IS NOT NULL``), which the old indexes satisfy too, so this code works on
 either side of the migration. Code of the releases before does not infer the new indexes:
 restart it on this release before migrating, or its unique enqueues and schedule ticks fail
 until it does.
 """
 
+import time
+from typing import Any
+
 from django.db import migrations, models
+from django.db.utils import OperationalError
 
 _PENDING = "autotask_task_unique_pending"
 _SCHEDULE = "autotask_task_schedule_key_key"
 _LIVE = "status IN ('waiting', 'running')"
 
-
-def _swap(name: str, create: str, drop: str) -> list[str]:
-    """Build the replacement beside the index, then drop the index and rename the new one."""
-    return [
-        f"DROP INDEX CONCURRENTLY IF EXISTS {name}_new",
-        create.format(name=f"{name}_new"),
-        drop,
-        f"ALTER INDEX {name}_new RENAME TO {name}",
-    ]
+# ALTER TABLE's ACCESS EXCLUSIVE lock queues every reader and writer of the table behind it
+# while it waits for a long transaction to end: wait a little at a time instead, and let the
+# queue move in between.
+_LOCK_TIMEOUT = "2s"
+_LOCK_ATTEMPTS = 15
+_LOCK_PAUSE = 1.0
+_LOCK_NOT_AVAILABLE = "55P03"
 
 
-_FORWARD = [
-    *_swap(
-        _PENDING,
-        "CREATE UNIQUE INDEX CONCURRENTLY {name} ON autotask_task (unique_key) "
-        f"WHERE {_LIVE} AND unique_key IS NOT NULL",
-        f"DROP INDEX CONCURRENTLY IF EXISTS {_PENDING}",
-    ),
-    *_swap(
-        _SCHEDULE,
-        "CREATE UNIQUE INDEX CONCURRENTLY {name} ON autotask_task (schedule_key) "
-        "WHERE schedule_key IS NOT NULL",
-        f"ALTER TABLE autotask_task DROP CONSTRAINT IF EXISTS {_SCHEDULE}",
-    ),
-]
-_BACKWARD = [
-    *_swap(
-        _PENDING,
-        f"CREATE UNIQUE INDEX CONCURRENTLY {{name}} ON autotask_task (unique_key) WHERE {_LIVE}",
-        f"DROP INDEX CONCURRENTLY IF EXISTS {_PENDING}",
-    ),
-    f"DROP INDEX CONCURRENTLY IF EXISTS {_SCHEDULE}_new",
-    f"CREATE UNIQUE INDEX CONCURRENTLY {_SCHEDULE}_new ON autotask_task (schedule_key)",
-    f"DROP INDEX CONCURRENTLY IF EXISTS {_SCHEDULE}",
-    f"ALTER TABLE autotask_task ADD CONSTRAINT {_SCHEDULE} UNIQUE USING INDEX {_SCHEDULE}_new",
-]
+def _index_valid(cursor: Any, name: str) -> bool | None:
+    """None if there is no such index; False if it is the wreck of a failed CONCURRENTLY build."""
+    cursor.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)", [name])
+    row = cursor.fetchone()
+    return None if row is None else bool(row[0])
+
+
+def _constraint_exists(cursor: Any, name: str) -> bool:
+    cursor.execute(
+        "SELECT 1 FROM pg_constraint WHERE conname = %s AND conrelid = 'autotask_task'::regclass",
+        [name],
+    )
+    return cursor.fetchone() is not None
+
+
+def _locked(cursor: Any, statement: str) -> None:
+    """Run a statement that takes the table's exclusive lock, never waiting long for it."""
+    for _attempt in range(_LOCK_ATTEMPTS):
+        cursor.execute(f"SET lock_timeout = '{_LOCK_TIMEOUT}'")
+        try:
+            cursor.execute(statement)
+            return
+        except OperationalError as exc:
+            if getattr(exc.__cause__, "sqlstate", None) != _LOCK_NOT_AVAILABLE:
+                raise
+        finally:
+            cursor.execute("RESET lock_timeout")
+        time.sleep(_LOCK_PAUSE)
+    raise RuntimeError(
+        f"autotask 0014: gave up after {_LOCK_ATTEMPTS} tries of {_LOCK_TIMEOUT} to lock "
+        f"autotask_task for `{statement}`: a long transaction holds it (see pg_locks). "
+        "Nothing is lost; migrate again once it ends."
+    )
+
+
+def _ensure_new(cursor: Any, name: str, create: str) -> None:
+    """Build ``<name>_new`` unless a valid one is there already: after a run cut short between
+    dropping the old index and renaming the new one, the new one is the only one left."""
+    valid = _index_valid(cursor, f"{name}_new")
+    if valid is False:
+        cursor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}_new")
+    if not valid:
+        cursor.execute(create.format(name=f"{name}_new"))
+
+
+def _swap_index(cursor: Any, name: str, create: str, drop_constraint: bool = False) -> None:
+    """Replace the index ``name``, uniqueness never lapsing: the new one is built beside it
+    (CONCURRENTLY, so enqueues go on), then the old goes and the new takes its name. Each step
+    looks before it acts, so a run cut short anywhere can simply be run again."""
+    _ensure_new(cursor, name, create)
+    if drop_constraint and _constraint_exists(cursor, name):
+        _locked(cursor, f"ALTER TABLE autotask_task DROP CONSTRAINT {name}")
+    elif _index_valid(cursor, name) is not None:
+        cursor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+    cursor.execute(f"ALTER INDEX {name}_new RENAME TO {name}")
+
+
+def _forward(apps: Any, schema_editor: Any) -> None:
+    with schema_editor.connection.cursor() as cursor:
+        _swap_index(
+            cursor,
+            _PENDING,
+            "CREATE UNIQUE INDEX CONCURRENTLY {name} ON autotask_task (unique_key) "
+            f"WHERE {_LIVE} AND unique_key IS NOT NULL",
+        )
+        _swap_index(
+            cursor,
+            _SCHEDULE,
+            "CREATE UNIQUE INDEX CONCURRENTLY {name} ON autotask_task (schedule_key) "
+            "WHERE schedule_key IS NOT NULL",
+            drop_constraint=True,
+        )
+
+
+def _backward(apps: Any, schema_editor: Any) -> None:
+    with schema_editor.connection.cursor() as cursor:
+        _swap_index(
+            cursor,
+            _PENDING,
+            f"CREATE UNIQUE INDEX CONCURRENTLY {{name}} ON autotask_task (unique_key) WHERE {_LIVE}",
+        )
+        if _constraint_exists(cursor, _SCHEDULE):  # done already
+            return
+        _ensure_new(
+            cursor,
+            _SCHEDULE,
+            "CREATE UNIQUE INDEX CONCURRENTLY {name} ON autotask_task (schedule_key)",
+        )
+        cursor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {_SCHEDULE}")
+        # A table constraint again, as 0011 left it (the index takes the constraint's name).
+        _locked(
+            cursor,
+            f"ALTER TABLE autotask_task ADD CONSTRAINT {_SCHEDULE} UNIQUE USING INDEX {_SCHEDULE}_new",
+        )
 
 
 class Migration(migrations.Migration):
@@ -91,8 +165,6 @@ class Migration(migrations.Migration):
                     ),
                 ),
             ],
-            database_operations=[
-                migrations.RunSQL(sql=tuple(_FORWARD), reverse_sql=tuple(_BACKWARD)),
-            ],
+            database_operations=[migrations.RunPython(_forward, _backward)],
         ),
     ]
