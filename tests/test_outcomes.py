@@ -3,7 +3,9 @@ attempt's error, postpones, and the failures a task (or a stray row) can cause."
 
 import itertools
 import json
+import math
 import time
+import uuid
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -11,9 +13,10 @@ import psycopg
 import pytest
 from django.db import connection
 
-from autotask import DONE, ERROR, RUNNING, WAITING, TaskHandle, runtime
+from autotask import DONE, ERROR, RUNNING, WAITING, TaskHandle, runtime, sql
 from autotask.models import TaskRun
 from autotask.runtime.database import connection_kwargs
+from autotask.runtime.runs import Outcome, write_params
 from autotask.status import MAX_MESSAGE
 from tests.app.models import Execution
 from tests.app.tasks import (
@@ -198,3 +201,28 @@ def test_a_none_result_is_json_null_and_a_failed_run_has_none_at_all(worker: Non
     assert rows[returned_none.id][:4] == (False, True, True, 0)
     assert rows[failed.id][:4] == (True, None, False, 1)
     assert rows[returned_none.id][4] == timedelta(seconds=noop.ttl)
+
+
+def test_a_non_finite_ttl_or_delay_cannot_break_the_batched_write() -> None:
+    """Both are refused where they come in; if one got through all the same, ``repr`` would
+    write ``inf`` into the batch's JSON and fail every outcome in it."""
+    worker_id = uuid.uuid4()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO autotask_task (name, queue, status, worker_id) VALUES"
+            " ('x', 'q', 'running', %s), ('x', 'q', 'running', %s) RETURNING id",
+            [worker_id, worker_id],
+        )
+        kept, retried = sorted(row[0] for row in cursor.fetchall())
+        outcomes = [
+            Outcome(run_id=kept, status=DONE, ttl=math.inf, result="1"),
+            Outcome(run_id=retried, status=WAITING, ttl=1.0, delay=math.nan),
+        ]
+        cursor.execute(sql.RUN_SET_STATUS_IF_RUNNING_MANY, write_params(outcomes, worker_id))
+        assert sorted(row[0] for row in cursor.fetchall()) == [kept, retried]
+        cursor.execute(
+            "SELECT status, expires_at - finished_at > interval '36500 days',"
+            " run_at <= statement_timestamp() FROM autotask_task WHERE id IN (%s, %s) ORDER BY id",
+            [kept, retried],
+        )
+        assert cursor.fetchall() == [(DONE, True, True), (WAITING, None, True)]

@@ -8,6 +8,7 @@ happens here, in one place, so every way a run can end is visible side by side.
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -67,10 +68,19 @@ def write_params(outcomes: Sequence[Outcome], worker_id: uuid.UUID) -> dict[str,
     array of rows, the result and the error (JSON text already) each set in as it is."""
     rows = ",".join(
         f'[{int(o.run_id)},"{o.status}",{_wrapped(o.result)},{_wrapped(o.error)},'
-        f"{float(o.ttl)!r},{float(o.delay)!r},{'true' if o.postponed else 'false'}]"
+        f"{_seconds(o.ttl)},{_seconds(o.delay)},{'true' if o.postponed else 'false'}]"
         for o in outcomes
     )
     return {"outcomes": f"[{rows}]", "worker_id": worker_id}
+
+
+def _seconds(value: float) -> str:
+    """A float as JSON: ``repr`` would write ``inf`` or ``nan``, which no JSON parser takes,
+    failing the whole batch. Both are refused where ttls and delays come in; this makes sure."""
+    seconds = float(value)
+    if not math.isfinite(seconds):
+        seconds = options.MAX_SECONDS if seconds > 0 else 0.0
+    return repr(seconds)
 
 
 def _wrapped(json_text: str | None) -> str:
