@@ -3,6 +3,7 @@ module's ``autotask.enqueue_many()`` / ``defer_many()`` for calls of several tas
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,7 +13,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 import autotask
-from autotask import DONE, WAITING, signals
+from autotask import DONE, WAITING, signals, store
 from autotask.exceptions import InvalidTaskOptions
 from autotask.handles import AsyncTaskHandle, TaskHandle
 from autotask.models import LimitSlot, TaskRun
@@ -84,6 +85,25 @@ def test_every_handle_of_a_batch_is_the_row_read_back() -> None:
     several = autotask.enqueue_many([echo.s(1), fail_twice.s("k"), noop.s()])  # max_attempts
     assert [h.refresh() for h in several] == several
     assert [h.max_attempts for h in several] == [1, 3, 1]
+
+
+def test_arguments_too_big_for_one_jsonb_go_one_text_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plain insert sends every run's arguments in one jsonb, which PostgreSQL caps at
+    256 MB; a batch whose arguments add up to more is sent the other way, each run's alone."""
+    size = sum(len(json.dumps(call)) for call in [["first"], ["plain"]]) + 2 * len("{}")
+    monkeypatch.setattr(store, "_PLAIN_ARGUMENTS_MAX", size)
+    for calls, plain in (([("first",), ("plain",)], True), ([("first",), ("plains",)], False)):
+        with CaptureQueriesContext(connection) as queries:
+            handles = echo.enqueue_many(calls)
+        [insert] = [q["sql"] for q in queries.captured_queries if "INSERT" in q["sql"]]
+        assert ("ROWS FROM" in insert) is plain
+        assert [h.refresh() for h in handles] == handles
+    assert [row.args for row in TaskRun.objects.order_by("id")] == [
+        ["first"],
+        ["plain"],
+        ["first"],
+        ["plains"],
+    ]
 
 
 async def test_every_handle_of_a_deferred_batch_is_the_row_read_back(worker: None) -> None:

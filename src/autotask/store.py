@@ -252,15 +252,28 @@ def _one_or_all(values: list[_T]) -> tuple[_T | None, list[_T] | None]:
     return None, values
 
 
+# sql.RUN_INSERT_MANY_PLAIN sends all the runs' arguments as one JSON value, and PostgreSQL
+# caps a jsonb at 256 MB; RUN_INSERT_MANY sends them one text each (each capped alone). In
+# characters, for UTF-8's 4 bytes a character at worst.
+_PLAIN_ARGUMENTS_MAX = 60_000_000
+
+
 def _is_plain(runs: Sequence[NewRun]) -> bool:
-    return all(run.unique_key is None and not run.limited for run in runs)
+    """Whether ``sql.RUN_INSERT_MANY_PLAIN`` can insert these runs: no unique keys, no
+    limits, and arguments that fit in one jsonb."""
+    size = 0
+    for run in runs:
+        if run.unique_key is not None or run.limited:
+            return False
+        size += len(run.args) + len(run.kwargs)
+    return size <= _PLAIN_ARGUMENTS_MAX
 
 
-def _many_statement(runs: Sequence[NewRun]) -> tuple[str, Params]:
+def _many_statement(runs: Sequence[NewRun], plain: bool) -> tuple[str, Params]:
     """The statement inserting ``runs`` and its parameters: the lighter one when it can do."""
     if any(run.depends_on for run in runs):
         raise ValueError("insert_runs() does not insert runs that depend on others")
-    if _is_plain(runs):
+    if plain:
         return sql.RUN_INSERT_MANY_PLAIN, _plain_params(runs)
     return sql.RUN_INSERT_MANY, _many_params(_distinct_keys(runs))
 
@@ -279,13 +292,15 @@ def _distinct_keys(runs: Sequence[NewRun]) -> list[NewRun]:
     return kept
 
 
-def _records_in_order(runs: Sequence[NewRun], rows: list[tuple[Any, ...]]) -> list[RunRecord]:
+def _records_in_order(
+    runs: Sequence[NewRun], rows: list[tuple[Any, ...]], plain: bool
+) -> list[RunRecord]:
     """One record per input run, in the input's order.
 
     Ids are drawn in the input's order, so the new rows, sorted by id, are the input's runs in
     turn; a keyed run that met a waiting or running run with its key gets that run's record.
     """
-    if _is_plain(runs):
+    if plain:
         ids, run_ats, enqueued_at, _ = rows[0]
         if run_ats is None:  # every run is due from its enqueue
             run_ats = [enqueued_at] * len(ids)
@@ -332,16 +347,18 @@ def insert_runs(runs: Sequence[NewRun]) -> tuple[list[RunRecord], int | None]:
     ``atomic()``, the enqueuing transaction's id."""
     if not runs:
         return [], None
-    rows = _fetchall(*_many_statement(runs))
+    plain = _is_plain(runs)
+    rows = _fetchall(*_many_statement(runs, plain))
     transaction = rows[0][-1] if in_atomic_block() else None
-    return _records_in_order(runs, rows), transaction
+    return _records_in_order(runs, rows, plain), transaction
 
 
 async def ainsert_runs(runs: Sequence[NewRun]) -> list[RunRecord]:
     if not runs:
         return []
-    rows = await _afetchall(*_many_statement(runs))
-    return _records_in_order(runs, rows)
+    plain = _is_plain(runs)
+    rows = await _afetchall(*_many_statement(runs, plain))
+    return _records_in_order(runs, rows, plain)
 
 
 @dataclass(frozen=True, slots=True)
