@@ -1,6 +1,7 @@
 """The runtime's worker against a real PostgreSQL: claim, run, finish, retry, shutdown."""
 
 import asyncio
+import logging
 import sys
 import threading
 import time
@@ -16,6 +17,7 @@ from django.db import connection, transaction
 
 from autotask import DONE, ERROR, RUNNING, WAITING, TaskHandle, registry, runtime, signals, sql
 from autotask.models import TaskRun
+from autotask.runtime import worker as worker_module
 from autotask.runtime.database import Pool, is_transient
 from autotask.runtime.worker import claim_statement
 from tests.app.models import Execution
@@ -469,20 +471,30 @@ def test_the_plain_claim_walks_its_index_when_statistics_see_no_waiting_runs(
 
 @pytest.mark.parametrize("claim", ["plain claim"], indirect=True)  # the limited one has none
 def test_a_database_without_the_claim_function_is_claimed_from_all_the_same(
-    start_worker: Callable[[], None], caplog: pytest.LogCaptureFixture, claim: str
+    start_worker: Callable[[], None],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    claim: str,
 ) -> None:
-    """New code before its migration (a deploy in progress): the claim is sent as it was."""
+    """New code before its migration (a deploy in progress): the claim is sent as it was,
+    and through the function once the migration is in."""
+    monkeypatch.setattr(worker_module, "_CLAIM_FUNCTION_RECHECK", 0.0)
+    caplog.set_level(logging.INFO, logger="autotask")
     call_command("migrate", "autotask", "0014", verbosity=0)
     try:
         assert "autotask_claim_many" not in _function_names()
         start_worker()
         handle = add(2, 3).wait(15)
         assert (handle.status, handle.result) == (DONE, 5)
-        assert "no claim function (migration 0015 is not applied)" in caplog.text
-        assert add(3, 4).wait(15).result == 7  # and goes on claiming
+        assert caplog.text.count("no claim function (migration 0015 is not applied)") == 1
+        assert add(3, 4).wait(15).result == 7  # and goes on claiming, warned once
+        assert caplog.text.count("no claim function") == 1
     finally:
         call_command("migrate", "autotask", verbosity=0)
     assert "autotask_claim_many" in _function_names()
+    assert "claims through the claim function now" not in caplog.text
+    assert add(4, 5).wait(15).result == 9
+    assert "claims through the claim function now" in caplog.text
 
 
 def _function_names() -> set[str]:

@@ -32,6 +32,9 @@ _ERROR_PAUSE = 1.0
 # Wait when something is due but locked by another transaction: it may change hands soon, or be
 # held for long (a migration, a transaction left open), so each time in a row twice as long.
 _LOCKED_PAUSE = 0.05
+# How long a worker whose database had no claim function (new code, migration 0015 not yet
+# applied: a deploy in progress) claims without it before it looks again.
+_CLAIM_FUNCTION_RECHECK = 60.0
 
 
 class Worker:
@@ -61,9 +64,9 @@ class Worker:
         # database (checked when idle); for good, either way.
         self._limited = False
         self._slots_checked_at = -math.inf  # when the table was last asked (once per poll)
-        # The plain claim goes through its function (migration 0015) unless the database has
-        # none yet: then, for this process, as the statement itself.
-        self._by_function = True
+        # The plain claim goes through its function (migration 0015); until this moment, when
+        # the database had none, as the statement itself.
+        self._no_function_until = -math.inf
         self._stopping = False
         self._serving: asyncio.Task[None] | None = None
         self._unsubscribe: list[Callable[[], None]] = []
@@ -152,19 +155,26 @@ class Worker:
         statement = claim_statement(any_queue=self._queues is None, limited=self._limited)
         if self._limited:
             rows = await self._pool.fetchall(statement, params)
-        elif self._by_function:
+        elif time.monotonic() < self._no_function_until:
+            rows = await self._pool.fetchall_under(sql.RUN_CLAIM_SETTINGS, statement, params)
+        else:
             try:
                 rows = await self._pool.fetchall(sql.RUN_CLAIM_MANY_BY_FUNCTION, params)
             except psycopg.errors.UndefinedFunction:
-                self._by_function = False
-                logger.warning(
-                    "autotask: the database has no claim function (migration 0015 is not "
-                    "applied): worker %s claims without it, about a third slower",
-                    self.id,
-                )
-                return await self._claim(limit)
-        else:
-            rows = await self._pool.fetchall_under(sql.RUN_CLAIM_SETTINGS, statement, params)
+                if self._no_function_until == -math.inf:
+                    logger.warning(
+                        "autotask: the database has no claim function (migration 0015 is not "
+                        "applied): worker %s claims without it, about a third slower",
+                        self.id,
+                    )
+                self._no_function_until = time.monotonic() + _CLAIM_FUNCTION_RECHECK
+                rows = await self._pool.fetchall_under(sql.RUN_CLAIM_SETTINGS, statement, params)
+            else:
+                if self._no_function_until != -math.inf:
+                    self._no_function_until = -math.inf
+                    logger.info(
+                        "autotask: worker %s claims through the claim function now", self.id
+                    )
         return [ClaimedRun(*row) for row in rows]
 
     async def _seconds_until_due(self) -> float:
