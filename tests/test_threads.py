@@ -1,10 +1,12 @@
-"""The executor's calling conventions: the daemon thread pool that runs sync tasks."""
+"""The daemon thread pool that runs sync tasks, and how their results reach the loop."""
 
+import asyncio
 import threading
+import time
 
 import pytest
 
-from autotask.runtime.executor import DaemonThreadPool
+from autotask.runtime.threads import DaemonThreadPool
 
 
 def test_daemon_pool_runs_calls_in_daemon_threads_and_returns_results_and_errors() -> None:
@@ -32,3 +34,69 @@ def test_a_cancelled_call_is_skipped() -> None:
     finally:
         pool.shutdown(wait=True)
     assert second.cancelled()
+
+
+def _stops() -> None:
+    raise StopIteration
+
+
+async def test_run_gives_the_loop_results_and_errors_as_its_own_futures() -> None:
+    pool = DaemonThreadPool(2, asyncio.get_running_loop())
+    try:
+        thread = await pool.run(threading.current_thread)
+        assert thread is not threading.current_thread() and thread.daemon
+        assert await pool.run(pow, 2, 10) == 1024
+        with pytest.raises(ZeroDivisionError):
+            await pool.run(divmod, 1, 0)
+        # A future cannot hold StopIteration: it comes as a RuntimeError, caused by it.
+        with pytest.raises(RuntimeError, match="_stops raised StopIteration") as raised:
+            await pool.run(_stops)
+        assert isinstance(raised.value.__cause__, StopIteration)
+    finally:
+        pool.shutdown(wait=True)
+
+
+async def test_calls_that_end_together_wake_the_loop_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the loop is busy, every call finishing queues its result: the loop is woken once
+    for them all, not once a call (as run_in_executor does)."""
+    loop = asyncio.get_running_loop()
+    wakes = []
+    call_soon_threadsafe = loop.call_soon_threadsafe
+
+    def counted(*args: object) -> asyncio.Handle:
+        wakes.append(threading.current_thread().name)
+        return call_soon_threadsafe(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loop, "call_soon_threadsafe", counted)
+    pool = DaemonThreadPool(8, loop)
+    try:
+        ended = threading.Barrier(9)
+        futures = [pool.run(_wait_at, ended, n) for n in range(8)]
+        ended.wait(5)  # every call returns now, while this loop is held
+        time.sleep(0.2)
+        assert await asyncio.gather(*futures) == list(range(8))
+        assert len(wakes) == 1
+        assert await pool.run(pow, 3, 2) == 9  # and the next one wakes it again
+        assert len(wakes) == 2
+    finally:
+        pool.shutdown(wait=True)
+
+
+def _wait_at(barrier: threading.Barrier, value: int) -> int:
+    barrier.wait(5)
+    return value
+
+
+async def test_a_call_cancelled_before_a_thread_takes_it_is_skipped() -> None:
+    pool = DaemonThreadPool(1, asyncio.get_running_loop())
+    gate, ran = threading.Event(), threading.Event()
+    try:
+        first = pool.run(gate.wait, 5)
+        second = pool.run(ran.set)
+        second.cancel()
+        gate.set()
+        assert await first is True
+        assert await pool.run(pow, 2, 2) == 4  # the one thread has passed the skipped call
+        assert not ran.is_set()
+    finally:
+        pool.shutdown(wait=True)

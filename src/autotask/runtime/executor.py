@@ -1,9 +1,8 @@
 """The executor: runs claimed runs, each in a slot of its own, and hands their outcomes on.
 
 How a function is called follows what Django's request handling would do. Plain functions run in
-daemon threads, each call wrapped in ``close_old_connections()`` as a request is; daemon, because
-``ThreadPoolExecutor`` threads are joined at exit and a task stuck past the shutdown timeout
-must not keep the process alive (its run is back to waiting by then). ``async def`` functions
+daemon threads (``threads.py``), each call wrapped in ``close_old_connections()`` as a request
+is. ``async def`` functions
 run on the runtime's loop, each in a ThreadSensitiveContext of its own, as Django runs an async
 view.
 """
@@ -11,12 +10,9 @@ view.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextvars
 import json
 import logging
-import queue
-import threading
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +29,7 @@ from . import runs
 from .completer import Completer
 from .listener import Listener
 from .runs import ClaimedRun, Outcome
+from .threads import DaemonThreadPool
 
 logger = logging.getLogger("autotask")
 
@@ -102,7 +99,7 @@ class Executor:
         return lambda: self._slot_freed.remove(callback)
 
     async def start(self) -> None:
-        self._threads = DaemonThreadPool(self._concurrency)
+        self._threads = DaemonThreadPool(self._concurrency, asyncio.get_running_loop())
         self._signal_threads = DaemonThreadPool(self._concurrency)
         connection_created.connect(_note_connection_created, dispatch_uid="autotask")
         self._unsubscribe = self._listener.on_cancel(self.cancel)
@@ -276,8 +273,8 @@ class Executor:
         """A plain function in one of the threads, and its result as JSON text. Past its
         timeout the run ends (TimedOut) while the thread runs on, told to stop; its slot stays
         taken until the thread ends."""
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._threads, _call_sync, task, args, kwargs, context)
+        assert self._threads is not None
+        future = self._threads.run(_call_sync, task, args, kwargs, context)
         if timeout is None:
             return await future
         try:
@@ -308,46 +305,6 @@ async def _within(timeout: float | None, call: Coroutine[Any, Any, Any]) -> Any:
 def _cancelled_by_runtime() -> bool:
     current = asyncio.current_task()
     return current is not None and current.cancelling() > 0
-
-
-class DaemonThreadPool(concurrent.futures.Executor):
-    """A fixed set of daemon threads; ``ThreadPoolExecutor`` threads are joined at exit."""
-
-    def __init__(self, size: int) -> None:
-        self._jobs: queue.SimpleQueue[
-            tuple[concurrent.futures.Future[Any], Callable[[], Any]] | None
-        ]
-        self._jobs = queue.SimpleQueue()
-        self._threads = [
-            threading.Thread(target=self._work, name=f"autotask-sync-{n}", daemon=True)
-            for n in range(size)
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    def submit(
-        self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
-    ) -> concurrent.futures.Future[Any]:
-        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        self._jobs.put((future, lambda: fn(*args, **kwargs)))
-        return future
-
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        for _ in self._threads:
-            self._jobs.put(None)
-        if wait:
-            for thread in self._threads:
-                thread.join()
-
-    def _work(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            future, call = job
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                future.set_result(call())
-            except BaseException as exc:
-                future.set_exception(exc)
 
 
 def _send_in_thread(signal: Signal, task: Task[..., Any], kwargs: dict[str, Any]) -> None:
