@@ -100,7 +100,7 @@ class Executor:
 
     async def start(self) -> None:
         self._threads = DaemonThreadPool(self._concurrency, asyncio.get_running_loop())
-        self._signal_threads = DaemonThreadPool(self._concurrency)
+        self._signal_threads = DaemonThreadPool(self._concurrency, asyncio.get_running_loop())
         connection_created.connect(_note_connection_created, dispatch_uid="autotask")
         self._unsubscribe = self._listener.on_cancel(self.cancel)
 
@@ -197,8 +197,8 @@ class Executor:
     async def _send(self, signal: Signal, task: Task[..., Any], **kwargs: Any) -> None:
         if not signal.has_listeners(task):
             return
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._signal_threads, _send_in_thread, signal, task, kwargs)
+        assert self._signal_threads is not None
+        await self._signal_threads.run(_send_in_thread, signal, task, kwargs)
 
     async def _run(self, run: ClaimedRun) -> None:
         outcome = await self._outcome(run)

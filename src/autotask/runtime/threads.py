@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import concurrent.futures
 import contextlib
 import queue
 import threading
@@ -24,10 +23,10 @@ from typing import Any, TypeVar
 _T = TypeVar("_T")
 
 
-class DaemonThreadPool(concurrent.futures.Executor):
-    """A fixed set of daemon threads."""
+class DaemonThreadPool:
+    """A fixed set of daemon threads, running calls for one event loop."""
 
-    def __init__(self, size: int, loop: asyncio.AbstractEventLoop | None = None) -> None:
+    def __init__(self, size: int, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         # Calls finished, their results not yet set on the loop: (future, raised, value).
@@ -42,28 +41,10 @@ class DaemonThreadPool(concurrent.futures.Executor):
         for thread in self._threads:
             thread.start()
 
-    def submit(
-        self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any
-    ) -> concurrent.futures.Future[_T]:
-        future: concurrent.futures.Future[_T] = concurrent.futures.Future()
-
-        def job() -> None:
-            if not future.set_running_or_notify_cancel():
-                return
-            try:
-                future.set_result(fn(*args, **kwargs))
-            except BaseException as exc:
-                future.set_exception(exc)
-
-        self._jobs.put(job)
-        return future
-
     def run(self, fn: Callable[..., _T], /, *args: Any) -> asyncio.Future[_T]:
-        """``fn(*args)`` in a thread, as a future of the loop given at construction (call
-        from that loop). A call whose future is cancelled before a thread takes it is skipped;
-        one under way runs to its end, its result dropped."""
-        if self._loop is None:
-            raise RuntimeError("DaemonThreadPool.run() needs the pool built with its loop")
+        """``fn(*args)`` in a thread, as a future of the pool's loop (call from that loop). A
+        call whose future is cancelled before a thread takes it is skipped; one under way runs
+        to its end, its result dropped."""
         future: asyncio.Future[_T] = self._loop.create_future()
 
         def job() -> None:
@@ -85,7 +66,6 @@ class DaemonThreadPool(concurrent.futures.Executor):
     def _hand_over(self, future: asyncio.Future[Any], raised: bool, value: Any) -> None:
         """From a thread: queue the result, and wake the loop unless a wake-up is pending (the
         results queued before it began are all set by it)."""
-        assert self._loop is not None
         self._finished.append((future, raised, value))
         with self._lock:
             if self._wake_pending:
@@ -107,7 +87,7 @@ class DaemonThreadPool(concurrent.futures.Executor):
             else:
                 future.set_result(value)
 
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+    def shutdown(self, wait: bool = True) -> None:
         for _ in self._threads:
             self._jobs.put(None)
         if wait:
