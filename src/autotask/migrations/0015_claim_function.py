@@ -6,7 +6,8 @@ simple query, planned at every claim. A function carries both settings itself: `
 in its ``SET`` clause (it holds while the function runs, its plans made included, and is put
 back when it returns) and ``synchronous_commit`` through ``set_config(..., true)`` (it holds to
 the end of the caller's transaction, which is the claim's own). PL/pgSQL keeps the plans of its
-statements for the session, and the call itself is one statement that psycopg prepares.
+statements for the session, and the call itself is one short statement, cheap to plan (not
+a prepared one: Django turns those off, and the runtime's connections take its settings).
 
 Measured, claims of 10 from 20,000 waiting runs, 2,000 claims: PostgreSQL's CPU 88 / 94 / 84 ->
 54 / 54 us a claimed run, 1,180 / 1,190 / 1,140 -> 790 / 770 us a claim.
