@@ -2,13 +2,14 @@
 
 import asyncio
 import threading
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection, transaction
 
 from autotask import DONE, ERROR, RUNNING, WAITING, AsyncTaskHandle, TaskHandle
 from autotask.task import CANCELLED, Status
-from tests.app.tasks import add, async_add, fail, slow
+from tests.app.tasks import add, async_add, fail, slow, unique_add
 
 pytestmark = pytest.mark.usefixtures("transactional_db")
 
@@ -188,3 +189,29 @@ def test_a_database_that_cannot_mark_leaves_the_handle_to_its_poll(
     handle = slow(0.3)
     assert handle.wait(10).result == "slept"
     assert any("not marked watched" in r.getMessage() for r in caplog.records)
+
+
+_LATER = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def test_an_enqueued_runs_handle_is_its_row_read_back() -> None:
+    """A plain run's record is built from what was sent and the few columns the insert
+    returns; a unique one's is the row as returned."""
+    handles = [
+        add(1, 2),
+        add.using(delay=60)(3, 4),
+        add.using(run_at=_LATER, priority=7, queue="other")(5, 6),
+        unique_add(7, 8),
+    ]
+    with transaction.atomic():
+        handles.append(add(9, 10))
+    assert [h.refresh() for h in handles] == handles
+    assert handles[1].run_at - handles[1].enqueued_at == timedelta(seconds=60)
+    assert (handles[2].run_at, handles[2].priority, handles[2].queue) == (_LATER, 7, "other")
+
+
+async def test_a_deferred_runs_handle_is_its_row_read_back(worker: None) -> None:
+    later = add.using(run_at=_LATER)  # none is claimed before it is read back
+    handles = [await later.defer(1, 2), await later.using(priority=-3).defer(b=4, a=3)]
+    assert [await h.refresh() for h in handles] == handles
+    assert handles[1].priority == -3
