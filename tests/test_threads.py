@@ -23,7 +23,7 @@ async def test_calls_run_in_daemon_threads_their_results_and_errors_the_loops_fu
         with pytest.raises(ZeroDivisionError):
             await pool.run(divmod, 1, 0)
         # A future cannot hold StopIteration: it comes as a RuntimeError, caused by it.
-        with pytest.raises(RuntimeError, match="_stops raised StopIteration") as raised:
+        with pytest.raises(RuntimeError, match="StopIteration raised in a thread") as raised:
             await pool.run(_stops)
         assert isinstance(raised.value.__cause__, StopIteration)
     finally:

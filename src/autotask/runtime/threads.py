@@ -53,11 +53,8 @@ class DaemonThreadPool:
             value: Any
             try:
                 value, raised = fn(*args), False
-            except StopIteration as exc:  # which a future cannot hold (PEP 479's reason)
-                value, raised = RuntimeError(f"{fn.__name__} raised StopIteration"), True
-                value.__cause__ = exc
             except BaseException as exc:
-                value, raised = exc, True
+                value, raised = _storable(exc), True
             self._hand_over(future, raised, value)
 
         self._jobs.put(job)
@@ -97,3 +94,13 @@ class DaemonThreadPool:
     def _work(self) -> None:
         while (job := self._jobs.get()) is not None:
             job()
+
+
+def _storable(exc: BaseException) -> BaseException:
+    """An exception a future can hold: not StopIteration (PEP 479's reason), which comes as a
+    RuntimeError caused by it."""
+    if not isinstance(exc, StopIteration):
+        return exc
+    wrapped = RuntimeError("StopIteration raised in a thread (a future cannot hold one)")
+    wrapped.__cause__ = exc
+    return wrapped
