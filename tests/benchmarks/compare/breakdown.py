@@ -89,7 +89,9 @@ def sync_steps(n: int, rounds: int) -> dict[str, list[float]]:
         "1. floor INSERT": lambda: floor.execute(floor_side.INSERT, [Jsonb({})]),
         "2. bare INSERT, autotask's row, primary key only": lambda: own.execute(copy, [run.name]),
         "3. bare INSERT into autotask_task": lambda: own.execute(bare, [run.name]),
-        "4. RUN_INSERT, own psycopg connection": lambda: own.execute(sql.RUN_INSERT, params),
+        "4. RUN_INSERT, own psycopg connection": lambda: own.execute(
+            sql.RUN_INSERT, params
+        ).fetchone(),  # read back, as steps 5 and 6 do
         "5. RUN_INSERT, Django's cursor": through_django,
         "6. task()": task,
     }
