@@ -31,6 +31,7 @@ from tests.app.tasks import (
     raises_huge,
     raises_unprintable,
     result_of_a_cancelled_future,
+    stops_iterating,
 )
 from tests.conftest import wait_until
 
@@ -47,6 +48,15 @@ def test_only_exceptions_in_retry_on_are_retried(worker: None) -> None:
     assert (retried.status, retried.attempts) == (ERROR, 4)  # retries=3, all spent
     assert (failed.status, failed.attempts) == (ERROR, 1)  # not in retry_on: no retry
     assert Execution.objects.filter(key="at-once").count() == 1
+
+
+def test_a_stopiteration_from_a_plain_function_is_itself_to_retry_on_and_in_the_error(
+    worker: None,
+) -> None:
+    handle = stops_iterating("dry").wait(10)
+    assert (handle.status, handle.attempts) == (ERROR, 2)  # retried: StopIteration in retry_on
+    assert [e.exception_class_path for e in handle.errors] == ["builtins.StopIteration"] * 2
+    assert Execution.objects.filter(key="dry").count() == 2
 
 
 def test_every_attempts_error_is_kept_the_last_shown_as_the_runs(worker: None) -> None:

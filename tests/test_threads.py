@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from autotask.runtime import threads
 from autotask.runtime.threads import DaemonThreadPool
 
 
@@ -26,6 +27,10 @@ async def test_calls_run_in_daemon_threads_their_results_and_errors_the_loops_fu
         with pytest.raises(RuntimeError, match="StopIteration raised in a thread") as raised:
             await pool.run(_stops)
         assert isinstance(raised.value.__cause__, StopIteration)
+        # Where it is caught, it is itself again: retry_on and the stored error name it.
+        assert threads.raised(raised.value) is raised.value.__cause__
+        other = RuntimeError("a task's own")
+        assert threads.raised(other) is other
     finally:
         pool.shutdown(wait=True)
     assert not thread.is_alive()

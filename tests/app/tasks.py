@@ -155,6 +155,16 @@ def picky(key: str, error: str) -> None:
     raise {"KeyError": KeyError, "ValueError": ValueError}[error](f"{error} in {key}")
 
 
+@task(retries=1, retry_on=(StopIteration,), backoff=constant(0.05))
+def stops_iterating(key: str) -> None:
+    """A plain function whose next() ran dry: retried, as its retry_on asks, though a thread's
+    StopIteration reaches the loop wrapped."""
+    from tests.app.models import Execution
+
+    Execution.objects.create(key=key, pid=os.getpid())
+    next(iter(()))
+
+
 @task(retries=2, backoff=linear(0.3))
 def flaky_linear(key: str) -> int:
     from tests.app.models import Execution

@@ -25,7 +25,7 @@ from .. import conf, registry, serialize, signals
 from ..context import RunContext, enter, leave
 from ..exceptions import Postpone, TaskTimeout
 from ..status import TaskError
-from . import runs
+from . import runs, threads
 from .completer import Completer
 from .listener import Listener
 from .runs import ClaimedRun, Outcome
@@ -259,7 +259,7 @@ class Executor:
         except BaseException as exc:
             if run.id in self._cancel_requested:
                 return runs.cancelled(run, task)
-            return runs.failed(run, task, exc, retry_delay=self._retry_delay)
+            return runs.failed(run, task, threads.raised(exc), retry_delay=self._retry_delay)
 
     async def _call_in_thread(
         self,

@@ -96,11 +96,22 @@ class DaemonThreadPool:
             job()
 
 
+class StopIterationInThread(RuntimeError):
+    """A StopIteration raised in a thread, on its way to the loop: a future cannot hold one
+    (PEP 479's reason), so it travels wrapped and ``raised()`` unwraps it where it is caught."""
+
+
+def raised(exc: BaseException) -> BaseException:
+    """The exception the call raised: a StopIteration is itself again, so ``retry_on`` and the
+    stored error name what the task raised, as they do where the task runs without a thread."""
+    if isinstance(exc, StopIterationInThread) and isinstance(exc.__cause__, StopIteration):
+        return exc.__cause__
+    return exc
+
+
 def _storable(exc: BaseException) -> BaseException:
-    """An exception a future can hold: not StopIteration (PEP 479's reason), which comes as a
-    RuntimeError caused by it."""
     if not isinstance(exc, StopIteration):
         return exc
-    wrapped = RuntimeError("StopIteration raised in a thread (a future cannot hold one)")
+    wrapped = StopIterationInThread("StopIteration raised in a thread (a future cannot hold one)")
     wrapped.__cause__ = exc
     return wrapped
