@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 from django.core.management import call_command
-from django.db import IntegrityError, connection
+from django.db import IntegrityError, ProgrammingError, connection
 
 from autotask import runtime
 from tests.conftest import database_conninfo
@@ -166,6 +166,18 @@ def test_0014_run_again_after_being_cut_short_never_drops_the_last_unique_index(
         call_command("migrate", "autotask", verbosity=0)
 
 
+@pytest.mark.django_db(transaction=True)
+def test_0014_run_again_after_it_finished_builds_nothing() -> None:
+    """Its record in django_migrations lost, 0014 runs again: the indexes are as it wants
+    them, and it keeps them (rebuilding would cost a table scan each, for nothing)."""
+    names = ("autotask_task_unique_pending", "autotask_task_schedule_key_key")
+    before = {name: _index_oid(name) for name in names}
+    with connection.schema_editor(atomic=False) as editor:
+        _M0014._forward(None, editor)
+    assert {name: _index_oid(name) for name in names} == before
+    assert _index_oid("autotask_task_unique_pending_new") is None
+
+
 @pytest.fixture
 def probe_table() -> Iterator[str]:
     with connection.cursor() as cursor:
@@ -207,6 +219,17 @@ def test_0014_takes_the_exclusive_lock_a_little_at_a_time(
             assert cursor.fetchone() == ("0",)
     finally:
         locker.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_0014s_locked_statement_fails_with_its_own_error_and_leaves_no_timeout(
+    probe_table: str,
+) -> None:
+    with connection.cursor() as cursor:
+        with pytest.raises(ProgrammingError, match="no_such_column"):
+            _M0014._locked(cursor, f"ALTER TABLE {probe_table} DROP COLUMN no_such_column")
+        cursor.execute("SHOW lock_timeout")
+        assert cursor.fetchone() == ("0",)
 
 
 def _status_notifications(statements: list[str]) -> list[str]:

@@ -12,7 +12,10 @@ so there is no moment without uniqueness; then the old one goes and the new one 
 Not in a transaction, then, so each step looks before it acts: a run cut short anywhere
 (a timeout, a lost connection) can be run again, and never drops the only unique index left.
 The table constraint's drop takes the table's exclusive lock; it is tried for a short while at
-a time, so that it never holds the queue up behind a long transaction. The ``ON CONFLICT`` clauses of this release name the new predicates
+a time, so that it never holds the queue up behind a long transaction. The other steps need no
+such care: ``DROP INDEX CONCURRENTLY`` and ``ALTER INDEX ... RENAME`` take SHARE UPDATE
+EXCLUSIVE (on the table and the index, on the index alone), which no read or write of the table
+waits behind, however long they wait themselves. The ``ON CONFLICT`` clauses of this release name the new predicates
 (``... AND unique_key IS NOT NULL``), which the old indexes satisfy too, so this code works on
 either side of the migration. Code of the releases before does not infer the new indexes:
 restart it on this release before migrating, or its unique enqueues and schedule ticks fail
@@ -22,7 +25,7 @@ until it does.
 import time
 from typing import Any
 
-from django.db import migrations, models
+from django.db import migrations, models, transaction
 from django.db.utils import OperationalError
 
 _PENDING = "autotask_task_unique_pending"
@@ -53,18 +56,29 @@ def _constraint_exists(cursor: Any, name: str) -> bool:
     return cursor.fetchone() is not None
 
 
+def _predicate(cursor: Any, name: str) -> str:
+    """The index's WHERE clause as PostgreSQL prints it ('' for none or no such index)."""
+    cursor.execute(
+        "SELECT pg_get_expr(indpred, indrelid) FROM pg_index WHERE indexrelid = to_regclass(%s)",
+        [name],
+    )
+    row = cursor.fetchone()
+    return "" if row is None or row[0] is None else str(row[0])
+
+
 def _locked(cursor: Any, statement: str) -> None:
-    """Run a statement that takes the table's exclusive lock, never waiting long for it."""
+    """Run a statement that takes the table's exclusive lock, never waiting long for it. Each
+    try is a transaction of its own, the timeout ``SET LOCAL`` in it: it ends with the try, and
+    nothing run after a failure (a lost connection) can hide the error that ended it."""
     for _attempt in range(_LOCK_ATTEMPTS):
-        cursor.execute(f"SET lock_timeout = '{_LOCK_TIMEOUT}'")
         try:
-            cursor.execute(statement)
+            with transaction.atomic(using=cursor.db.alias):
+                cursor.execute(f"SET LOCAL lock_timeout = '{_LOCK_TIMEOUT}'")
+                cursor.execute(statement)
             return
         except OperationalError as exc:
             if getattr(exc.__cause__, "sqlstate", None) != _LOCK_NOT_AVAILABLE:
                 raise
-        finally:
-            cursor.execute("RESET lock_timeout")
         time.sleep(_LOCK_PAUSE)
     raise RuntimeError(
         f"autotask 0014: gave up after {_LOCK_ATTEMPTS} tries of {_LOCK_TIMEOUT} to lock "
@@ -83,10 +97,22 @@ def _ensure_new(cursor: Any, name: str, create: str) -> None:
         cursor.execute(create.format(name=f"{name}_new"))
 
 
-def _swap_index(cursor: Any, name: str, create: str, drop_constraint: bool = False) -> None:
+def _swap_index(
+    cursor: Any, name: str, create: str, skips_nulls: bool, drop_constraint: bool = False
+) -> None:
     """Replace the index ``name``, uniqueness never lapsing: the new one is built beside it
     (CONCURRENTLY, so enqueues go on), then the old goes and the new takes its name. Each step
-    looks before it acts, so a run cut short anywhere can simply be run again."""
+    looks before it acts, so a run cut short anywhere can simply be run again; one run again
+    after it finished (its record in django_migrations lost) finds the index as wanted (a
+    valid one, leaving NULL keys out or not as ``skips_nulls`` says) and builds nothing."""
+    finished = (
+        _index_valid(cursor, f"{name}_new") is None
+        and _index_valid(cursor, name)
+        and ("IS NOT NULL" in _predicate(cursor, name)) == skips_nulls
+        and not (drop_constraint and _constraint_exists(cursor, name))
+    )
+    if finished:
+        return
     _ensure_new(cursor, name, create)
     if drop_constraint and _constraint_exists(cursor, name):
         _locked(cursor, f"ALTER TABLE autotask_task DROP CONSTRAINT {name}")
@@ -102,12 +128,14 @@ def _forward(apps: Any, schema_editor: Any) -> None:
             _PENDING,
             "CREATE UNIQUE INDEX CONCURRENTLY {name} ON autotask_task (unique_key) "
             f"WHERE {_LIVE} AND unique_key IS NOT NULL",
+            skips_nulls=True,
         )
         _swap_index(
             cursor,
             _SCHEDULE,
             "CREATE UNIQUE INDEX CONCURRENTLY {name} ON autotask_task (schedule_key) "
             "WHERE schedule_key IS NOT NULL",
+            skips_nulls=True,
             drop_constraint=True,
         )
 
@@ -118,6 +146,7 @@ def _backward(apps: Any, schema_editor: Any) -> None:
             cursor,
             _PENDING,
             f"CREATE UNIQUE INDEX CONCURRENTLY {{name}} ON autotask_task (unique_key) WHERE {_LIVE}",
+            skips_nulls=False,
         )
         if _constraint_exists(cursor, _SCHEDULE):  # done already
             return
