@@ -63,6 +63,35 @@ def test_async_task_runs_natively_to_done(worker: None) -> None:
     assert (handle.status, handle.result) == (DONE, 42)
 
 
+def test_claimed_runs_begin_before_the_worker_looks_at_what_is_due_next(
+    monkeypatch: pytest.MonkeyPatch, start_worker: Callable[[], None]
+) -> None:
+    """A claim that took fewer runs than there are free slots is followed by a look at the next
+    due time: its statement is built and sent before it yields, and a run that waited for it
+    started later by that much (0.15-0.3 ms of a 1.7 ms enqueue-to-start, measured)."""
+    events: list[tuple[str, set[int]]] = []
+    claim, look = worker_module.Worker._claim, worker_module.Worker._seconds_until_due
+
+    async def claiming(self: worker_module.Worker, limit: int) -> list[Any]:
+        claimed = await claim(self, limit)
+        events.append(("claimed", {run.id for run in claimed}))
+        return claimed
+
+    async def looking(self: worker_module.Worker) -> float:
+        events.append(("look", set(self._executor._contexts)))  # the runs begun so far
+        return await look(self)
+
+    monkeypatch.setattr(worker_module.Worker, "_claim", claiming)
+    monkeypatch.setattr(worker_module.Worker, "_seconds_until_due", looking)
+    start_worker()
+    handle = slow(0.3)
+    wait_until(lambda: ("claimed", {handle.id}) in events, timeout=10)
+    wait_until(lambda: len(events) > events.index(("claimed", {handle.id})) + 1, timeout=10)
+    kind, begun = events[events.index(("claimed", {handle.id})) + 1]
+    assert kind == "look" and handle.id in begun
+    assert handle.wait(10).status == DONE
+
+
 def test_raising_task_ends_in_error_with_class_message_and_traceback(worker: None) -> None:
     handle = fail("boom").wait(10)
     assert handle.status == ERROR and handle.ready

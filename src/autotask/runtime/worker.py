@@ -130,6 +130,10 @@ class Worker:
                     self._executor.submit(run)
                 if len(claimed) == free:
                     continue
+                if claimed:
+                    # Let the runs begin before the look at what is due next: its statement is
+                    # built and sent before it first yields, time a run would wait to start.
+                    await asyncio.sleep(0)
                 pause = await self._seconds_until_due()
             except psycopg.Error as exc:
                 logger.warning("autotask: claim failed (%s); retrying", exc)
