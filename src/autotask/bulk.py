@@ -87,10 +87,10 @@ def signatures_of(task: Task[..., Any], calls: Iterable[Call]) -> list[Signature
                     "give calls of this task only (autotask.enqueue_many() takes any)."
                 )
             signatures.append(call)
+        elif isinstance(call, tuple | list):  # before Mapping: an ABC's check costs more
+            signatures.append(Signature(task, tuple(call), {}))
         elif isinstance(call, Mapping):
             signatures.append(Signature(task, (), dict(call)))
-        elif isinstance(call, list | tuple):
-            signatures.append(Signature(task, tuple(call), {}))
         else:
             raise TypeError(
                 f"{task.name}.enqueue_many(): call {index} is {call!r:.100}; give each call "
