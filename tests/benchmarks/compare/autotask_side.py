@@ -63,15 +63,17 @@ def drain(n: int, kind: str, budget: float) -> dict[str, Any]:
     unfinished = common.Counter(DATABASE, UNFINISHED)
     calls.reset()
     try:
+        cpu = common.CpuMeter()
         began = time.perf_counter()
         runtime.start()
         started = time.perf_counter()
         left = common.wait_drained(unfinished, began + budget)
         finished = time.perf_counter()
+        cpu.stop()
     finally:
         runtime.stop()
         unfinished.close()
-    figures = common.drain_figures(n, left, began, started, finished, calls.last, calls.count)
+    figures = common.drain_figures(n, left, began, started, finished, calls.last, calls.count, cpu)
     return {**figures, "done_rows": common.count(DATABASE, DONE)}
 
 

@@ -277,6 +277,62 @@ def wait_drained(count: Callable[[], int], until: float) -> int:
         time.sleep(min(max(wait, POLL), LONGEST_POLL, max(until - now, 0.0)))
 
 
+class CpuMeter:
+    """The CPU time the whole machine, and PostgreSQL's processes among it, spent from its
+    making to ``stop()`` (Linux's /proc; nothing elsewhere). A drain's rate alone does not say
+    what bounds it: these say whether the CPUs were full, and how much of each job's cost was
+    the database's, which no consumer's code can take away."""
+
+    _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def __init__(self) -> None:
+        self._before = _cpu_ticks()
+        self._used: tuple[int, int, int] | None = None
+
+    def stop(self) -> None:
+        after = _cpu_ticks()
+        if self._before is not None and after is not None:
+            busy, total, postgres = (a - b for a, b in zip(after, self._before, strict=True))
+            self._used = busy, total, postgres
+
+    def figures(self, jobs: int) -> dict[str, float]:
+        if self._used is None or jobs <= 0:
+            return {}
+        busy, total, postgres = self._used
+        return {
+            "cpus_busy_pct": 100.0 * busy / total if total else math.nan,
+            "cpu_us_per_job": 1e6 * busy / self._TICKS / jobs,
+            "postgres_cpu_us_per_job": 1e6 * postgres / self._TICKS / jobs,
+        }
+
+
+def _cpu_ticks() -> tuple[int, int, int] | None:
+    """Clock ticks: busy and in all, over every CPU (/proc/stat's first line; idle and iowait
+    are not busy), and those of the processes named postgres, ended backends included."""
+    try:
+        with open("/proc/stat") as stat:
+            ticks = [int(field) for field in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    total = sum(ticks[:8])  # guest time is counted in user time already
+    busy = total - ticks[3] - ticks[4]
+    postgres = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "stat").read_text()
+        except OSError:  # ended meanwhile, or not ours to read
+            continue
+        name, rest = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :]
+        if name.startswith("postgres"):
+            fields = rest.split()
+            # utime and stime, and cutime and cstime: the postmaster's reaped children, so
+            # that a connection that ended inside the window still counts.
+            postgres += sum(int(field) for field in fields[11:15])
+    return busy, total, postgres
+
+
 def drain_figures(
     n: int,
     left: int,
@@ -285,10 +341,12 @@ def drain_figures(
     finished: float,
     last_call: float = 0.0,
     calls: int | None = None,
+    cpu: CpuMeter | None = None,
 ) -> dict[str, Any]:
     """``began``: just before the consumer was started; ``finished``: when the table said all
     N were finished, or the budget's end with ``left`` unfinished (the figure is then the rate
-    of the part done); ``last_call``: when the last job function ran (in-process only)."""
+    of the part done); ``last_call``: when the last job function ran (in-process only);
+    ``cpu``: made at ``began``, stopped at ``finished``."""
     seconds = finished - began
     done = n - left
     if done <= 0:
@@ -302,6 +360,7 @@ def drain_figures(
         "start_seconds": started - began,
         "last_call_seconds": last_call - began if last_call and not left else None,
         "calls": calls,
+        **(cpu.figures(done) if cpu is not None else {}),
     }
 
 

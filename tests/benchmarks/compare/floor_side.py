@@ -95,12 +95,14 @@ async def drain_all() -> None:
 def drain(n: int, kind: str, budget: float) -> dict[str, Any]:
     insert_backlog(n, kind)
     calls.reset()
+    cpu = common.CpuMeter()
     began = time.perf_counter()
     with contextlib.suppress(TimeoutError):
         asyncio.run(asyncio.wait_for(drain_all(), budget))
     finished = time.perf_counter()
+    cpu.stop()
     left = common.count(DATABASE, UNFINISHED)
-    figures = common.drain_figures(n, left, began, began, finished, calls.last, calls.count)
+    figures = common.drain_figures(n, left, began, began, finished, calls.last, calls.count, cpu)
     return {**figures, "done_rows": common.count(DATABASE, DONE)}
 
 

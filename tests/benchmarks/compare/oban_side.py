@@ -109,18 +109,20 @@ def drain(n: int, kind: str, budget: float) -> dict[str, Any]:
         calls.reset()
         try:
             oban = consumer(connections)
+            cpu = common.CpuMeter()
             began = time.perf_counter()
             await oban.start()
             started = time.perf_counter()
             try:
                 left = await asyncio.to_thread(common.wait_drained, unfinished, began + budget)
                 finished = time.perf_counter()
+                cpu.stop()
             finally:
                 await oban.stop()
         finally:
             unfinished.close()
             await connections.close()
-        return common.drain_figures(n, left, began, started, finished, calls.last, calls.count)
+        return common.drain_figures(n, left, began, started, finished, calls.last, calls.count, cpu)
 
     figures = asyncio.run(consume())
     return {**figures, "done_rows": common.count(DATABASE, DONE)}

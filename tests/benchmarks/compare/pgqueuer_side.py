@@ -107,15 +107,17 @@ def drain(n: int, kind: str, budget: float) -> dict[str, Any]:
         pgq = build(await connect())
         calls.reset()
         try:
+            cpu = common.CpuMeter()
             began = time.perf_counter()
             running = start(pgq)
             started = time.perf_counter()
             left = await asyncio.to_thread(common.wait_drained, unfinished, began + budget)
             finished = time.perf_counter()
+            cpu.stop()
             await stop(pgq, running)
         finally:
             unfinished.close()
-        return common.drain_figures(n, left, began, started, finished, calls.last, calls.count)
+        return common.drain_figures(n, left, began, started, finished, calls.last, calls.count, cpu)
 
     figures = asyncio.run(consume())
     return {**figures, "done_rows": common.count(DATABASE, DONE)}

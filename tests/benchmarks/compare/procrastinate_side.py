@@ -97,6 +97,7 @@ def drain(n: int, kind: str, budget: float) -> dict[str, Any]:
         calls.reset()
         try:
             async with app.open_async():
+                cpu = common.CpuMeter()
                 began = time.perf_counter()
                 worker = start_worker()
                 started = time.perf_counter()
@@ -104,11 +105,12 @@ def drain(n: int, kind: str, budget: float) -> dict[str, Any]:
                     until = began + budget
                     left = await asyncio.to_thread(common.wait_drained, unfinished, until)
                     finished = time.perf_counter()
+                    cpu.stop()
                 finally:
                     await stop_worker(worker)
         finally:
             unfinished.close()
-        return common.drain_figures(n, left, began, started, finished, calls.last, calls.count)
+        return common.drain_figures(n, left, began, started, finished, calls.last, calls.count, cpu)
 
     figures = asyncio.run(consume())
     return {**figures, "done_rows": common.count(DATABASE, DONE)}

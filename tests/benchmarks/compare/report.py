@@ -129,10 +129,42 @@ def render(
         "ratio: autotask's median / the best peer's (highest rate, lowest ms), that peer in "
         "brackets; for rates above 1 is autotask ahead, for ms below 1."
     )
+    cpu = cpu_table(systems, workloads, found)
+    if cpu:
+        lines += ["", cpu]
     if notes.texts:
         lines.append("")
         lines += [f"[{i}] {text}" for i, text in enumerate(notes.texts, 1)]
     return "\n".join(lines)
+
+
+# What the drains cost the machine (common.CpuMeter): whether its CPUs were the limit, and how
+# much of a job's cost was PostgreSQL's.
+CPU_METRICS = (
+    ("cpus_busy_pct", "CPUs busy %"),
+    ("cpu_us_per_job", "CPU us/job, all processes"),
+    ("postgres_cpu_us_per_job", "PostgreSQL's CPU us/job"),
+)
+
+
+def cpu_table(
+    systems: list[str], workloads: list[str], found: dict[str, dict[str, dict[str, float]]]
+) -> str:
+    """The drains' CPU figures, one row per drain and metric; empty where none were taken."""
+    body = []
+    for workload in (w for w in workloads if w.startswith("drain")):
+        for metric, label in CPU_METRICS:
+            values = [found.get(workload, {}).get(system, {}).get(metric) for system in systems]
+            if any(value is not None for value in values):
+                cells = ["-" if v is None or math.isnan(v) else f"{v:,.0f}" for v in values]
+                body.append([f"{workload} {label}", *cells])
+    if not body:
+        return ""
+    return table(
+        "CPU time during the drains, medians (the whole machine, from /proc)",
+        ["drain", *systems],
+        body,
+    )
 
 
 def cell(

@@ -60,18 +60,20 @@ def two_processes(system: str, side: ModuleType, n: int, budget: float, deadline
         children = [common.spawn(command) for _ in range(2)]
         for child in children:
             wait_for(child, "ready", deadline)
+        cpu = common.CpuMeter()
         began = time.perf_counter()
         for child in children:
             common.tell(child, "go")
         left = common.wait_drained(unfinished, began + budget)
         finished = time.perf_counter()
+        cpu.stop()
         for child in children:
             common.tell(child, "stop")
         per_process = [int(wait_for(c, "stopped", deadline).split()[1]) for c in children]
     finally:
         unfinished.close()
         common.end_children(children)
-    figures = common.drain_figures(n, left, began, began, finished, 0.0, sum(per_process))
+    figures = common.drain_figures(n, left, began, began, finished, 0.0, sum(per_process), cpu)
     done_rows = common.count(side.DATABASE, side.DONE)
     return {**figures, "per_process": per_process, "done_rows": done_rows}
 
