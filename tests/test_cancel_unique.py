@@ -16,6 +16,7 @@ from tests.app.tasks import (
     slow,
     sync_oversleeps,
     sync_until_stopped,
+    times_out_itself,
     unique_add,
 )
 from tests.conftest import wait_until
@@ -144,6 +145,13 @@ def test_a_sync_task_past_its_timeout_ends_in_error_and_holds_its_slot(
     assert follower.wait(10).result == 2
     stopped_at = Execution.objects.get(key="polite: told to stop").at
     assert follower.started_at >= stopped_at  # the one slot was free only once the thread was
+
+
+def test_a_sync_tasks_own_timeouterror_is_its_error_not_a_timeout(worker: None) -> None:
+    handle = times_out_itself("the mail server").wait(10)
+    assert handle.status == ERROR
+    assert handle.error.exception_class_path == "builtins.TimeoutError"
+    assert handle.error.message == "the mail server did not answer"
 
 
 def test_current_is_only_for_running_tasks() -> None:

@@ -14,6 +14,14 @@ def _stops() -> None:
     raise StopIteration
 
 
+class _Exhausted(StopIteration):
+    pass
+
+
+def _stops_as_subclass() -> None:
+    raise _Exhausted
+
+
 async def test_calls_run_in_daemon_threads_their_results_and_errors_the_loops_futures() -> None:
     """Daemon: a task stuck past the shutdown must not keep the process alive at exit."""
     pool = DaemonThreadPool(2, asyncio.get_running_loop())
@@ -28,9 +36,15 @@ async def test_calls_run_in_daemon_threads_their_results_and_errors_the_loops_fu
             await pool.run(_stops)
         assert isinstance(raised.value.__cause__, StopIteration)
         # Where it is caught, it is itself again: retry_on and the stored error name it.
-        assert threads.raised(raised.value) is raised.value.__cause__
+        assert threads.unwrapped(raised.value) is raised.value.__cause__
         other = RuntimeError("a task's own")
-        assert threads.raised(other) is other
+        assert threads.unwrapped(other) is other
+        caused = RuntimeError("a task's own, from a StopIteration")
+        caused.__cause__ = StopIteration()
+        assert threads.unwrapped(caused) is caused  # the wrapper's type is checked, not the cause
+        with pytest.raises(threads.StopIterationInThread) as subclass:
+            await pool.run(_stops_as_subclass)
+        assert type(threads.unwrapped(subclass.value)) is _Exhausted
     finally:
         pool.shutdown(wait=True)
     assert not thread.is_alive()

@@ -239,6 +239,13 @@ async def async_oversleeps(seconds: float) -> str:
     return "woke"
 
 
+@task(timeout=30)
+def times_out_itself(what: str) -> None:
+    """A plain function whose own call timed out (socket.timeout is a TimeoutError) long
+    before its task's timeout."""
+    raise TimeoutError(f"{what} did not answer")
+
+
 @task(timeout=0.3)
 def sync_oversleeps(key: str, seconds: float) -> str:
     """Sleeps in small steps until told to stop (or ``seconds`` pass); records how it ended."""

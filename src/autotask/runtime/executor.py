@@ -259,7 +259,7 @@ class Executor:
         except BaseException as exc:
             if run.id in self._cancel_requested:
                 return runs.cancelled(run, task)
-            return runs.failed(run, task, threads.raised(exc), retry_delay=self._retry_delay)
+            return runs.failed(run, task, threads.unwrapped(exc), retry_delay=self._retry_delay)
 
     async def _call_in_thread(
         self,
@@ -280,6 +280,8 @@ class Executor:
         try:
             return await asyncio.wait_for(asyncio.shield(future), timeout)
         except TimeoutError:
+            if future.done():  # the task's own TimeoutError (socket.timeout is one): its error
+                return future.result()
             context.request_stop()
             self._overrunning[run.id] = future
             raise _TimedOut() from None

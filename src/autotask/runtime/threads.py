@@ -98,18 +98,21 @@ class DaemonThreadPool:
 
 class StopIterationInThread(RuntimeError):
     """A StopIteration raised in a thread, on its way to the loop: a future cannot hold one
-    (PEP 479's reason), so it travels wrapped and ``raised()`` unwraps it where it is caught."""
+    (PEP 479's reason), so it travels wrapped and ``unwrapped()`` unwraps it where it is
+    caught."""
 
 
-def raised(exc: BaseException) -> BaseException:
-    """The exception the call raised: a StopIteration is itself again, so ``retry_on`` and the
-    stored error name what the task raised, as they do where the task runs without a thread."""
+def unwrapped(exc: BaseException) -> BaseException:
+    """The exception a plain function raised: a StopIteration is itself again, so ``retry_on``
+    and the stored error name what the task raised. (An ``async def`` task's StopIteration is
+    a RuntimeError before autotask sees it: Python's own doing, PEP 479.)"""
     if isinstance(exc, StopIterationInThread) and isinstance(exc.__cause__, StopIteration):
         return exc.__cause__
     return exc
 
 
 def _storable(exc: BaseException) -> BaseException:
+    """What a future can be given for ``exc``: itself, or a StopIteration wrapped."""
     if not isinstance(exc, StopIteration):
         return exc
     wrapped = StopIterationInThread("StopIteration raised in a thread (a future cannot hold one)")
