@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 from django.core.management import call_command
-from django.db import IntegrityError, ProgrammingError, connection
+from django.db import IntegrityError, OperationalError, ProgrammingError, connection
 
 from autotask import runtime
 from tests.conftest import database_conninfo
@@ -230,6 +230,18 @@ def test_0014s_locked_statement_fails_with_its_own_error_and_leaves_no_timeout(
             _M0014._locked(cursor, f"ALTER TABLE {probe_table} DROP COLUMN no_such_column")
         cursor.execute("SHOW lock_timeout")
         assert cursor.fetchone() == ("0",)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_0014s_locked_statement_cut_off_by_a_lost_connection_raises_the_servers_error() -> None:
+    """Nothing sent after the failure (a RESET once was) may hide why the try ended: here, the
+    server ending the session (57P01), not a client-side 'the connection is lost'."""
+    try:
+        with connection.cursor() as cursor, pytest.raises(OperationalError) as raised:
+            _M0014._locked(cursor, "SELECT pg_terminate_backend(pg_backend_pid())")
+        assert getattr(raised.value.__cause__, "sqlstate", None) == "57P01"
+    finally:
+        connection.close()  # the next test gets a new session
 
 
 def _status_notifications(statements: list[str]) -> list[str]:
