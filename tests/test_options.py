@@ -35,6 +35,15 @@ def test_bad_task_options_are_refused_when_decorated(options: dict, message: str
         task(**options)(lambda: None)
 
 
+def test_an_async_task_cannot_retry_on_stopiteration_which_it_never_raises() -> None:
+    async def drains() -> None:
+        pass
+
+    with pytest.raises(InvalidTaskOptions, match=r"retry_on names StopIteration, .*\(PEP 479\)"):
+        task(retries=1, retry_on=(KeyError, StopIteration))(drains)
+    assert task(retries=1, retry_on=StopIteration)(lambda: None).retry_on == (StopIteration,)
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [

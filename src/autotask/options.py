@@ -143,6 +143,14 @@ def check(task: Task[..., Any]) -> None:
         raise InvalidTaskOptions(
             f"retry_on must be an exception class or a tuple of them, not {task.retry_on!r}."
         )
+    stops = [kind.__name__ for kind in task.retry_on if issubclass(kind, StopIteration)]
+    if stops and task.is_async:
+        # It would never match: refused here rather than found out when no retry happens.
+        raise InvalidTaskOptions(
+            f"{task.name}: retry_on names {stops[0]}, which an async def task never raises: "
+            "Python turns a StopIteration leaving a coroutine into a RuntimeError (PEP 479). "
+            "Catch it in the task, or retry on RuntimeError."
+        )
     if task.backoff is not None and not callable(getattr(task.backoff, "seconds", None)):
         raise InvalidTaskOptions(
             "backoff must be one of autotask.backoff's strategies (constant, linear, "
